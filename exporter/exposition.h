@@ -1,0 +1,37 @@
+// Renders a snapshot as Prometheus text 0.0.4 or OpenMetrics 1.0, and the escaping both need.
+// Pure functions of their input; output is deterministic and always valid UTF-8.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "exporter/snapshot.h"
+
+namespace nle {
+
+enum class ExpositionFormat : unsigned char { prometheus, openmetrics };
+
+inline constexpr std::string_view kPrometheusContentType = "text/plain; version=0.0.4; charset=utf-8";
+inline constexpr std::string_view kOpenMetricsContentType =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+struct RenderOptions {
+  ExpositionFormat format = ExpositionFormat::prometheus;
+  bool include_created = false;  // OpenMetrics `_created` samples for counters
+};
+
+std::string render(const Snapshot& snapshot, const RenderOptions& options);
+
+// Label value escaping, both formats: backslash, double quote, newline.
+// Both escapers also sanitize (below) first, so what they return is always valid UTF-8.
+std::string escape_label_value(std::string_view value);
+// HELP escaping: backslash and newline; OpenMetrics also escapes the double quote.
+std::string escape_help(std::string_view help, ExpositionFormat format);
+// Replaces every invalid UTF-8 sequence by U+FFFD (maximal-subpart rule, as WHATWG decoders).
+std::string sanitize_utf8(std::string_view bytes);
+// The same, appended to `out`: allocates nothing when `out` has the capacity (the registry's
+// hot path sanitizes into a reused buffer).
+void append_sanitized_utf8(std::string& out, std::string_view bytes);
+bool is_valid_utf8(std::string_view bytes);
+
+}  // namespace nle

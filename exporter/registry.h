@@ -1,0 +1,79 @@
+// Owns the counters: the CP's event counters, the build info series and the exporter's own
+// self-metrics, and hands out sorted snapshots. Knows nothing of parsing, files or HTTP.
+// Not thread-safe: one owner at a time (a mutex in cmd/ for follow, one registry per thread and
+// merge() for parallel replay).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "exporter/snapshot.h"
+#include "parsers/event.h"
+
+namespace nle {
+
+struct RegistryOptions {
+  std::size_t max_series_per_family = 10000;  // new label sets beyond this are refused and counted
+  std::optional<std::string> cp_version;      // --cp-version: wins over the log
+  std::optional<std::string> cp_git_commit;   // --cp-git-commit: wins over the log
+  std::string exporter_version = "unknown";   // nixfleet_log_exporter_build_info{version}
+  std::string exporter_revision = "unknown";  // nixfleet_log_exporter_build_info{revision}
+  std::function<double()> clock;              // Unix seconds for `_created`; empty: system clock
+};
+
+// Self-metric counters that are not tied to a parsed line; the label, where the family has one,
+// is given with the increment.
+enum class SelfCounter : std::uint8_t {
+  truncations,    // nixfleet_log_exporter_truncations_total
+  rotations,      // nixfleet_log_exporter_rotations_total
+  read_errors,    // nixfleet_log_exporter_read_errors_total{reason}
+  http_requests,  // nixfleet_log_exporter_http_requests_total{code}
+};
+
+enum class SelfGauge : std::uint8_t {
+  files_watched,  // nixfleet_log_exporter_files_watched
+};
+
+// What a snapshot holds: every family, always, even one without series yet (a HELP and TYPE
+// alone is valid in both formats, and promtool accepts it). Present from the start at 0: the
+// runtime gate error counter, the five known gates, events{kind} and lines_skipped{reason} for
+// every kind and reason, lines_read, bytes_read, truncations, rotations and files_watched; both
+// build infos are always 1. Appearing with their first count: compliance failures, other gates,
+// read_errors{reason}, http_requests{code} and series_dropped{family}.
+// The cap refuses new label sets in the families labelled by values from outside (compliance
+// failures, gate blocks, read_errors, http_requests); series present from the start count towards
+// it but are never refused. Each refused count adds to series_dropped{family="<name>_total"}.
+class Registry {
+ public:
+  explicit Registry(RegistryOptions options = {});
+  ~Registry();
+  Registry(Registry&&) noexcept;
+  Registry& operator=(Registry&&) noexcept;
+
+  // Counts one CP event. Label values are bytes as logged; invalid UTF-8 becomes U+FFFD.
+  void record(const Event& event);
+  // A CP line carried build info; `order` is its position in the input (the highest wins, a tie
+  // goes to the later call). Flags given in RegistryOptions still win.
+  void record_build_info(const BuildInfoFields& fields, std::uint64_t order);
+
+  void add_lines_read(std::uint64_t lines, std::uint64_t bytes);
+  void add_skipped(SkipReason reason, std::uint64_t n = 1);
+  void add_self(SelfCounter counter, std::string_view label = {}, std::uint64_t n = 1);
+  void set_self(SelfGauge gauge, double value);
+
+  // Adds every count of `other` into this one (parallel replay); build info by order.
+  void merge(const Registry& other);
+
+  Snapshot snapshot() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nle

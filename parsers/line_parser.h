@@ -1,0 +1,68 @@
+// Turns one log line (bytes, no newline) into what it means for the counters: events, build info,
+// or a reason it was skipped. Pure: no I/O, no clocks, no counters. Every shape of
+// shared/LOG-FORMAT.md is detected per line unless a format is forced.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "parsers/event.h"
+
+namespace nle {
+
+enum class InputFormat : std::uint8_t {
+  auto_detect,  // any shape below, decided line by line
+  json,         // tracing JSON, nested or flattened
+  text,         // tracing fmt text, with or without ANSI colours, raw or behind a syslog prefix
+  journald,     // `journalctl -o json` / `-o json-seq` records; MESSAGE holds any of the above
+};
+
+// "auto", "json", "text", "journald" -> the format; anything else -> nullopt.
+std::optional<InputFormat> parse_input_format(std::string_view name);
+
+// What one line meant. Views live until the parser's next parse() call.
+struct ParseResult {
+  std::span<const Event> events;                 // usually empty; several for a journald entry
+                                                 // that carries MESSAGE more than once
+  std::optional<BuildInfoFields> build_info;     // the line carried `version` / `git_commit`
+  std::optional<SkipReason> skipped;             // set when the line could not be read
+  std::string_view journal_cursor;               // `__CURSOR` of a journald JSON record
+};
+
+// Cheap test, no parse: can this line hold an event or build info? False means parse() would
+// return an empty result unless the parser holds_record(). True lines need parse().
+bool may_be_relevant(std::string_view line);
+
+// Parses lines one at a time. Reuses its buffers, so after warm-up a line costs no allocation.
+// Not thread-safe: use one parser per thread.
+class LineParser {
+ public:
+  explicit LineParser(InputFormat format = InputFormat::auto_detect);
+  ~LineParser();
+  LineParser(const LineParser&) = delete;
+  LineParser& operator=(const LineParser&) = delete;
+  LineParser(LineParser&&) noexcept;
+  LineParser& operator=(LineParser&&) noexcept;
+
+  // A text record may span lines: a value with an embedded newline continues on the next
+  // lines (journald even stores each as its own entry). So a text line is held until the next
+  // line shows whether it continues; parse() then returns the completed record's events along
+  // with whatever the new line completes itself (a JSON line is complete at once).
+  const ParseResult& parse(std::string_view line);
+  // End of input, or the source caught up with its writer: completes a held text record.
+  const ParseResult& finish();
+  // A text record is held: the next lines must reach parse(), relevant or not.
+  bool holds_record() const;
+
+  // Does `line` begin a record rather than continue a held one? For cutting an input into
+  // ranges that parse the same as the whole. Leaves no state behind.
+  bool starts_record(std::string_view line);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nle

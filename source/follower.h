@@ -1,0 +1,174 @@
+// Makes each followed path (or glob) look like one perpetual log across appends, rotation and
+// truncation, in the way of `tail -F`, and hands its lines out in order. Owns files, inotify and
+// offsets; knows nothing of what a line means (no parsing, no counters, no HTTP, no state file).
+//
+// The rules, one place. A *file* is a (device, inode); a *path* names whichever file is there now.
+//
+// * Appends: bytes are read as they are written, in writes of any size; a line split across
+//   writes is held until its newline, so every line is handed out exactly once. Each open file has
+//   its own LineSplitter (lines over max_line_bytes go to on_oversize).
+// * Start: files that exist at start-up (the first pass) are read from their end, unless
+//   from_beginning; files that appear later (created, a new glob match, or first readable after
+//   start-up) are read from their start. Reading that starts at an offset > 0 in the middle of a
+//   line (the byte before it is not "\n") drops the rest of that line, so no fragment of a line
+//   written before we started is handed out.
+// * Rename rotation (logrotate `create`): the path now names a new file. The old file, still
+//   open, is read to its end first (end = a read returns 0 after the rotation was seen); a last
+//   line without a newline there is handed out too (LineSplitter::finish); then it is closed and
+//   the new file is read from its start. on_rotation(path) is called when reading switches from the
+//   old file to the new one, i.e. after the old file's lines. Several rotations between two passes
+//   queue their files and are finished oldest first. (Bytes the writer adds to the old file after
+//   we saw its end are not read: rotate with a postrotate reload, as logrotate setups do.)
+// * Copytruncate: the file at the path is the same file but shorter than the bytes we have read.
+//   Reading restarts at 0, the partial line held is dropped; on_truncation(path). (A file truncated
+//   and regrown past our offset between two passes cannot be told from an append.)
+// * Path gone: the open file is still read to its end. If it has no links left (deleted) it is then
+//   finished and closed, so its disk space is freed, and the next file at the path counts as a
+//   rotation. If it was renamed away (still linked) it stays open and is read as it grows until the
+//   path names a file again (then: rename rotation) -- except for a glob match that no longer
+//   matches, which is finished and closed at its end (so dated or archived files do not pin fds).
+// * Absent: a literal path that does not exist, or a glob that matches no file, is waited for
+//   without error, with a single notice "waiting for PATTERN to appear" per absence.
+// * Globs (`*`, `?`, `[...]`, glob(3) syntax, also in directory parts) are expanded every pass.
+//   Directories and non-regular files among the matches are skipped silently (a literal path that
+//   is one is a read error). A file is read once even if several paths name it: a match whose file
+//   is already open under another path (e.g. `app.log*` matching app.log.1 while app.log's old file
+//   is being finished) is not opened; once that file has been finished, the match continues where
+//   it ended (same file, long enough, same fingerprint) instead of reading it again from 0.
+// * Stdin: a pattern "-" (or "") is rejected -- stdin is not a file that can rotate; the caller
+//   reads it with a plain read loop. check() says so up front; the follower ignores such a pattern
+//   with one on_read_error(pattern, "unsupported", ...).
+// * Read errors are reported once per path and reason until the path recovers (a file opens or a
+//   read succeeds), never stop the follower, and are retried on every pass. Reasons:
+//   "permission_denied" (EACCES, EPERM), "is_directory", "not_regular_file" (fifo, device, socket),
+//   "too_many_open_files" (EMFILE, ENFILE), "io_error" (anything else, e.g. EIO).
+// * Fairness: one pass reads at most max(8 MiB, read_chunk_bytes) per path, so several busy files
+//   share the thread and stop requests are honoured between chunks; run() starts the next pass at
+//   once (without sleeping) while a path has more to read.
+// * Wakeups: inotify watches on the parent directories of every pattern (for a glob directory
+//   part, every directory that matches each level; for a directory that does not exist yet, its
+//   nearest existing parent), with IN_CREATE|IN_MOVED_TO|IN_MOVED_FROM|IN_DELETE|IN_MODIFY|
+//   IN_CLOSE_WRITE|IN_ATTRIB (+ the directory's own deletion and move). An idle follower blocks in
+//   poll(2) with no timeout: no periodic rescan, because every change the rules above react to
+//   happens in a watched directory. (Not seen until the next event: bytes appended to a followed
+//   file after it was renamed into an unwatched directory, and an EIO that heals by itself.)
+//   Events for names no pattern matches are ignored without a pass, unless a renamed-away file is
+//   open (its new name is unknown). Stat polling every poll_interval instead when inotify cannot be
+//   initialised, a watch cannot be added (e.g. ENOSPC: out of watches), or force_polling; a notice
+//   says so. request_reopen() tries inotify again.
+// * Positions: positions() gives one FilePosition per followed path that has an open file: the
+//   oldest one (during a rotation, the old file still being finished; the newer ones have not been
+//   started and are found again by resume). offset = just after the last complete line handed out
+//   (relative to the file's start); fingerprint = 64-bit FNV-1a (offset basis 0xcbf29ce484222325,
+//   prime 0x100000001b3) of the min(4096, offset) bytes before offset, read with pread when
+//   positions() is called (and cached per offset).
+// * Resume (FollowOptions::resume; these win over from_beginning). An entry applies to the path it
+//   names if a pattern names that path (the literal path, or a glob matching it with fnmatch(3)
+//   FNM_PATHNAME|FNM_PERIOD); other entries are ignored with a notice. The first entry per path
+//   wins. "Verifies" below means: file size >= offset, fingerprint_bytes <= min(4096, offset), and
+//   the FNV-1a of the fingerprint_bytes bytes before offset equals fingerprint.
+//   1. The path still names the saved (device, inode): if it verifies, reading starts at offset;
+//      otherwise (truncated or rewritten while stopped) at 0, with on_truncation(path).
+//   2. The path names another file, or nothing: the saved file is looked for among the regular
+//      files of the path's directory (renamed away while stopped, e.g. app.log.1 or app.log.2).
+//      If found and it verifies, it is finished from offset first; then the path's rotated
+//      siblings newer than it, each from 0, oldest first; then the file at the path, from 0. Each
+//      switch is a rotation. Siblings are PATH.<suffix> and PATH-<suffix> in the same directory,
+//      except compressed ones (.gz .bz2 .xz .zst .lz4 .br .zip .Z names, or gzip magic bytes);
+//      "older" = older mtime, on a tie the larger numeric suffix (app.log.2 before app.log.1).
+//      When the path names nothing, the newest of these files stays open as the path's (renamed
+//      away) file. Double rename: app.log.2 (saved) rest, app.log.1 from 0, app.log from 0.
+//   3. Otherwise (the saved file is gone for good or no longer verifies): one notice, and the file
+//      at the path is read from 0 -- all of it is newer than the saved position.
+//
+// Thread-safety: not thread-safe. run(), poll_once() and positions() on one thread (positions()
+// for example from a sink callback, which runs on that thread). request_stop() and
+// request_reopen() from any thread, and are async-signal-safe (an atomic store and a write(2) to an
+// eventfd). Nothing throws out of this class: an unexpected exception (out of memory, or thrown by
+// the sink) ends poll_once()/run() after an on_notice.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace nle {
+
+// Where one file stands, for the state file: the offset just after the last complete line handed
+// out, and a fingerprint (a hash of up to 4 KiB before the offset) so that a file replaced or
+// truncated while the tool was stopped is noticed instead of read from a wrong place.
+struct FilePosition {
+  std::string path;
+  std::uint64_t device = 0;
+  std::uint64_t inode = 0;
+  std::uint64_t offset = 0;
+  std::uint64_t fingerprint = 0;
+  std::uint32_t fingerprint_bytes = 0;  // how many bytes before `offset` the hash covers
+};
+
+struct FollowOptions {
+  std::vector<std::string> patterns;  // paths or globs (`*`, `?`, `[...]`); not "-"
+  bool from_beginning = false;
+  std::chrono::milliseconds poll_interval{1000};  // polling mode only; at least 1 ms
+  bool force_polling = false;
+  std::size_t max_line_bytes = 1 << 20;
+  std::size_t read_chunk_bytes = 1 << 20;  // one read(2); at least 4096
+  std::vector<FilePosition> resume;  // from a state file: these win over from_beginning
+};
+
+// What the follower tells its user. Called on the follower's thread.
+class FollowerSink {
+ public:
+  virtual ~FollowerSink() = default;
+  virtual void on_line(std::string_view path, std::string_view line) = 0;
+  virtual void on_oversize(std::string_view path, std::uint64_t bytes) = 0;
+  // After a batch of lines from one read; a good moment to publish counts.
+  virtual void on_chunk_done(std::string_view path, std::uint64_t bytes) = 0;
+  virtual void on_rotation(std::string_view path) = 0;
+  virtual void on_truncation(std::string_view path) = 0;
+  // reason is a short label value: "permission_denied", "is_directory", "io_error", ...
+  // (the full list is in the rules above).
+  virtual void on_read_error(std::string_view path, std::string_view reason, std::string_view message) = 0;
+  virtual void on_notice(std::string_view message) = 0;
+  // Open files (including old files still being finished after a rotation); called on the first
+  // pass and whenever the number changes.
+  virtual void on_files_watched(std::size_t count) = 0;
+};
+
+class Follower {
+ public:
+  Follower(FollowOptions options, FollowerSink& sink);
+  ~Follower();
+  Follower(const Follower&) = delete;
+  Follower& operator=(const Follower&) = delete;
+
+  // An error message for options the follower cannot honour (no patterns, a pattern "-" or ""),
+  // or "" when they are fine. For the caller to check before constructing.
+  static std::string check(const FollowOptions& options);
+
+  // One pass: discover files, detect rotation and truncation, read what is new. Tests step
+  // the follower with this instead of sleeping. Never blocks (on regular files).
+  void poll_once();
+  // Loops poll_once(), sleeping on inotify (or the poll interval) between passes, until
+  // request_stop(). Returns after finishing the chunk in hand (partial lines stay held, so
+  // positions() still ends at a complete line). Returns at once if a stop was already requested.
+  void run();
+  // Wakes a blocked run(), which returns well within a second. Sticky.
+  void request_stop();
+  // SIGHUP: close and reopen every input at its current offset (a path that now names another
+  // file is handled as a rotation on the next pass); tries inotify again after a fallback.
+  void request_reopen();
+  bool using_inotify() const;
+  // Every followed path's position after the lines handed out so far (consistent at
+  // on_chunk_done). See "Positions" above.
+  std::vector<FilePosition> positions() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nle

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite: a normal build (warnings are errors) and an ASan+UBSan build, each
+# running every ctest test; then a ThreadSanitizer build running the concurrency tests.
+# Usage: bash tests/run_all.sh   (packages: tests/packages.txt)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+
+configure_and_build() {  # dir, extra cmake args...
+  local dir=$1; shift
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNLE_WERROR=ON "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+}
+
+configure_and_build build-tsan -DNLE_SANITIZE=thread
+TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -j "$jobs" -L concurrency
+
+configure_and_build build-asan -DNLE_SANITIZE=address,undefined
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$jobs" -LE slow
+
+configure_and_build build
+ctest --test-dir build --output-on-failure -j "$jobs"
