@@ -1,0 +1,322 @@
+#include "parsers/line_parser.h"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <vector>
+
+#include "parsers/shapes.h"
+
+namespace nle {
+namespace {
+
+using parsers::Arena;
+using parsers::EventFields;
+using parsers::JsonLine;
+using parsers::JsonReader;
+using parsers::LineOutput;
+using parsers::ShapeStatus;
+
+bool contains(std::string_view haystack, std::string_view needle) {
+  return memmem(haystack.data(), haystack.size(), needle.data(), needle.size()) != nullptr;
+}
+
+bool is_ident_byte(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+// A `version` field name, as JSON (`"version"`, `\"version\"` inside journald's MESSAGE string)
+// or text (`version=`, coloured `version\x1b[0m`), but not `agent_version` or prose.
+bool has_version_field(std::string_view line) {
+  constexpr std::string_view kVersion = "version";
+  const char* p = line.data();
+  const char* const end = p + line.size();
+  while (p < end) {
+    const void* hit = memmem(p, static_cast<std::size_t>(end - p), kVersion.data(), kVersion.size());
+    if (hit == nullptr) return false;
+    const char* v = static_cast<const char*>(hit);
+    const char* after = v + kVersion.size();
+    // Coloured field names start right after an SGR sequence such as ESC[3m.
+    const bool after_sgr = v - line.data() >= 3 && v[-1] == 'm' &&
+                           std::memchr(v - std::min<std::ptrdiff_t>(v - line.data(), 6), '\x1b',
+                                       static_cast<std::size_t>(std::min<std::ptrdiff_t>(v - line.data(), 6))) != nullptr;
+    const bool starts_name = v == line.data() || !is_ident_byte(v[-1]) || after_sgr;
+    const bool ends_name = after < end && (*after == '"' || *after == '=' || *after == '\\' || *after == '\x1b');
+    if (starts_name && ends_name) return true;
+    p = v + 1;
+  }
+  return false;
+}
+
+// The event messages spelled as journald spells a MESSAGE that is not printable UTF-8: an array
+// of byte values, compact (`-o json` today) or with spaces (older systemd).
+constexpr std::string_view kEncodedReportReceived = "114,101,112,111,114,116,32,114,101,99,101,105,118,101,100";
+constexpr std::string_view kEncodedReportReceivedSpaced =
+    "114, 101, 112, 111, 114, 116, 32, 114, 101, 99, 101, 105, 118, 101, 100";
+constexpr std::string_view kEncodedGateHeld = "102,108,101,101,116,45,108,101,118,101,108,32,103,97,116,101";
+constexpr std::string_view kEncodedGateHeldSpaced =
+    "102, 108, 101, 101, 116, 45, 108, 101, 118, 101, 108, 32, 103, 97, 116, 101";
+constexpr std::string_view kEncodedVersion = "118,101,114,115,105,111,110";
+constexpr std::string_view kEncodedVersionSpaced = "118, 101, 114, 115, 105, 111, 110";
+constexpr std::string_view kGateHeldTail = "held by fleet-level gate";
+
+bool has_event_message(std::string_view line) {
+  return contains(line, parsers::kReportReceived) || contains(line, kGateHeldTail);
+}
+
+bool has_encoded_keyword(std::string_view line) {
+  return contains(line, kEncodedReportReceived) || contains(line, kEncodedGateHeld) ||
+         contains(line, kEncodedVersion) || contains(line, kEncodedReportReceivedSpaced) ||
+         contains(line, kEncodedGateHeldSpaced) || contains(line, kEncodedVersionSpaced);
+}
+
+std::string_view trim_front(std::string_view s) {
+  // NULs first: a crash can leave a run of them before the next good line.
+  std::size_t i = 0;
+  while (i < s.size() && (s[i] == '\0' || s[i] == '\x1e' || s[i] == ' ' || s[i] == '\t')) ++i;
+  return s.substr(i);
+}
+
+}  // namespace
+
+std::optional<InputFormat> parse_input_format(std::string_view name) {
+  if (name == "auto") return InputFormat::auto_detect;
+  if (name == "json") return InputFormat::json;
+  if (name == "text") return InputFormat::text;
+  if (name == "journald") return InputFormat::journald;
+  return std::nullopt;
+}
+
+bool may_be_relevant(std::string_view line) {
+  if (has_event_message(line) || has_version_field(line)) return true;
+  if (contains(line, "\"MESSAGE\":null")) return true;  // elided by journalctl: counted as skipped
+  // Byte arrays only appear in journald records; test the cheap `[` first.
+  return std::memchr(line.data(), '[', line.size()) != nullptr && has_encoded_keyword(line);
+}
+
+struct LineParser::Impl {
+  InputFormat format;
+  Arena arena;
+  JsonReader json;
+  JsonLine outer;
+  JsonLine inner;
+  EventFields text_fields;
+  LineOutput out;
+  ParseResult result;
+  // A text record whose continuation lines may still come. Only relevant records are held:
+  // an irrelevant one cannot become relevant, since its message is on its first line.
+  std::string held;
+  bool holding = false;
+  static constexpr std::size_t kMaxHeldBytes = 1 << 20;
+
+  explicit Impl(InputFormat f) : format(f) {}
+
+  void skip(SkipReason reason) {
+    if (!out.skipped) out.skipped = reason;
+  }
+
+  void complete_held() {
+    if (!holding) return;
+    holding = false;
+    // Into the arena first: the events' views must outlive a new record held in this same call.
+    read_text_record(arena.put(held));
+  }
+
+  // A whole text record (its continuation lines joined with "\n").
+  void read_text_record(std::string_view text) {
+    text_fields = {};
+    if (parsers::read_text_line(text, text_fields, arena) == ShapeStatus::fields) {
+      json.resolve_nested_json(text_fields, arena);
+      parsers::classify(text_fields, out);
+    } else if (has_event_message(text)) {
+      skip(SkipReason::unrecognised);
+    }
+  }
+
+  // One CP line: tracing JSON, or a line of a text record. `inside_journald` is true for a
+  // journald MESSAGE, which may not hold another journald record.
+  void read_cp_line(std::string_view line, bool inside_journald) {
+    line = trim_front(line);
+    if (line.empty()) return;
+    if (std::memchr(line.data(), '\0', line.size()) != nullptr) {
+      complete_held();
+      return skip(SkipReason::nul_byte);
+    }
+    const bool looks_json = line.front() == '{';
+    const bool want_json = format == InputFormat::json || format == InputFormat::journald ||
+                           (format == InputFormat::auto_detect && looks_json);
+    if (want_json && (looks_json || !inside_journald)) {
+      if (!looks_json) {
+        complete_held();
+        if (has_event_message(line)) skip(SkipReason::unrecognised);
+        return;
+      }
+      read_json_line(line, inside_journald);
+      return;
+    }
+
+    // Text. A forced text format still reads a JSON-looking line as text: it will not match.
+    std::string_view text = line;
+    if (std::memchr(text.data(), '\x1b', text.size()) != nullptr) text = parsers::strip_ansi(text, arena);
+    if (parsers::is_text_record_start(text)) {
+      complete_held();
+      if (!may_be_relevant(text)) return;
+      held.assign(text);
+      holding = true;
+    } else if (holding) {
+      if (held.size() + 1 + text.size() <= kMaxHeldBytes) {
+        held += '\n';
+        held.append(text);
+      }
+    } else if (has_event_message(text)) {
+      skip(SkipReason::unrecognised);  // a continuation whose record we never saw
+    }
+  }
+
+  void read_json_line(std::string_view line, bool inside_journald) {
+    JsonLine& json_line = inside_journald ? inner : outer;
+    const ShapeStatus status = json.read(line, json_line, arena);
+    if (status != ShapeStatus::fields) {
+      complete_held();  // whatever it was, it continues no text record
+      if (status == ShapeStatus::invalid_json) skip(SkipReason::invalid_json);
+      else if (status == ShapeStatus::invalid_utf8) skip(SkipReason::invalid_utf8);
+      else if (has_event_message(line)) skip(SkipReason::unrecognised);
+      return;
+    }
+    if (json_line.journald) {
+      if (inside_journald || format == InputFormat::json) {
+        if (has_event_message(line)) skip(SkipReason::unrecognised);
+        return;
+      }
+      out.journal_cursor = json_line.cursor;
+      if (json_line.message_elided) skip(SkipReason::message_elided);
+      for (std::string_view message : json_line.messages) {
+        if (holding || may_be_relevant(message)) read_cp_line(message, true);
+      }
+      return;
+    }
+    complete_held();  // a tracing JSON line is a record of its own
+    if (format == InputFormat::journald && !inside_journald) {
+      if (has_event_message(line)) skip(SkipReason::unrecognised);
+      return;
+    }
+    parsers::classify(json_line.fields, out);
+  }
+
+  void begin() {
+    arena.reset();
+    out.events.clear();
+    out.build_info.reset();
+    out.skipped.reset();
+    out.journal_cursor = {};
+  }
+
+  const ParseResult& end() {
+    result.events = std::span<const Event>(out.events.data(), out.events.size());
+    result.build_info = out.build_info;
+    result.skipped = out.skipped;
+    result.journal_cursor = out.journal_cursor;
+    return result;
+  }
+
+  const ParseResult& parse(std::string_view line) {
+    begin();
+    if (holding || may_be_relevant(line)) read_cp_line(line, false);
+    return end();
+  }
+
+  const ParseResult& finish() {
+    begin();
+    complete_held();
+    return end();
+  }
+
+  bool starts_record(std::string_view line) {
+    arena.reset();
+    line = trim_front(line);
+    if (line.empty()) return false;
+    if (line.front() == '{') {
+      if (json.read(line, outer, arena) != ShapeStatus::fields || !outer.journald || outer.messages.empty()) return true;
+      line = trim_front(outer.messages.front());
+      if (line.empty()) return false;
+      if (line.front() == '{') return true;
+    }
+    if (std::memchr(line.data(), '\x1b', line.size()) != nullptr) line = parsers::strip_ansi(line, arena);
+    return parsers::is_text_record_start(line);
+  }
+};
+
+LineParser::LineParser(InputFormat format) : impl_(std::make_unique<Impl>(format)) {}
+LineParser::~LineParser() = default;
+LineParser::LineParser(LineParser&&) noexcept = default;
+LineParser& LineParser::operator=(LineParser&&) noexcept = default;
+
+const ParseResult& LineParser::parse(std::string_view line) { return impl_->parse(line); }
+const ParseResult& LineParser::finish() { return impl_->finish(); }
+bool LineParser::holds_record() const { return impl_->holding; }
+bool LineParser::starts_record(std::string_view line) { return impl_->starts_record(line); }
+
+namespace parsers {
+
+std::string_view Arena::put(std::string_view bytes) {
+  char* dst = reserve(bytes.size());
+  if (!bytes.empty()) std::memcpy(dst, bytes.data(), bytes.size());
+  return {dst, bytes.size()};
+}
+
+char* Arena::reserve(std::size_t size) {
+  while (block_ < blocks_.size() && sizes_[block_] - used_ < size) {
+    ++block_;
+    used_ = 0;
+  }
+  if (block_ == blocks_.size()) {
+    const std::size_t block_size = size > (64u << 10) ? size : (64u << 10);
+    blocks_.push_back(std::make_unique<char[]>(block_size));
+    sizes_.push_back(block_size);
+    used_ = 0;
+  }
+  char* dst = blocks_[block_].get() + used_;
+  used_ += size;
+  return dst;
+}
+
+namespace {
+
+std::string_view first_present(std::initializer_list<const std::optional<std::string_view>*> candidates) {
+  for (const auto* c : candidates) {
+    if (c->has_value() && !(*c)->empty()) return **c;
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+void classify(const EventFields& f, LineOutput& out) {
+  if (f.version && !f.version->empty()) {
+    out.build_info = BuildInfoFields{*f.version, f.git_commit.value_or(std::string_view{})};
+  }
+  if (!f.message) return;
+  if (*f.message == kReportReceived) {
+    const std::optional<std::string_view>& event = f.event ? f.event : f.report_event;
+    if (!event) return;
+    if (*event == "compliance-failure" || *event == "ComplianceFailure") {
+      Event e;
+      e.kind = EventKind::compliance_failure;
+      e.control_id = first_present({&f.control_id, &f.details_control_id, &f.report_control_id});
+      e.host = first_present({&f.hostname, &f.details_hostname, &f.report_hostname});
+      out.events.push_back(e);
+    } else if (*event == "runtime-gate-error" || *event == "RuntimeGateError") {
+      Event e;
+      e.kind = EventKind::runtime_gate_error;
+      out.events.push_back(e);
+    }
+  } else if (*f.message == kGateHeld) {
+    Event e;
+    e.kind = EventKind::gate_block;
+    e.gate = first_present({&f.gate});
+    out.events.push_back(e);
+  }
+}
+
+}  // namespace parsers
+}  // namespace nle

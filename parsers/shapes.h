@@ -1,0 +1,131 @@
+// Internal to parsers/: the pieces every line shape shares. A shape reader (JSON, journald, text)
+// fills EventFields from one line; classify() alone decides what those fields count as, so the
+// rules of LOG-FORMAT.md section 3 live in one place whatever the shape.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "parsers/event.h"
+
+namespace nle::parsers {
+
+// Stable scratch space for decoded strings: views it hands out stay valid until reset(), however
+// much more is put after them. Blocks are kept across resets, so a warm arena never allocates.
+class Arena {
+ public:
+  std::string_view put(std::string_view bytes);
+  // Space for `size` bytes that the caller fills; stays valid until reset().
+  char* reserve(std::size_t size);
+  void reset() { block_ = 0, used_ = 0; }
+
+ private:
+  std::vector<std::unique_ptr<char[]>> blocks_;
+  std::vector<std::size_t> sizes_;
+  std::size_t block_ = 0;  // the block being filled
+  std::size_t used_ = 0;   // bytes used in it
+};
+
+// The fields of one CP event that matter to us, as found on the line. Unset = not on the line.
+struct EventFields {
+  std::optional<std::string_view> message;
+  std::optional<std::string_view> event;
+  std::optional<std::string_view> hostname;
+  std::optional<std::string_view> control_id;
+  std::optional<std::string_view> gate;
+  std::optional<std::string_view> version;
+  std::optional<std::string_view> git_commit;
+  // The agent's wire shape: `"details":{"control_id":...}`, and a whole report logged as one
+  // field (`report={"event":...,"details":{...}}`). Used only where the flat fields are missing.
+  std::optional<std::string_view> details_control_id;
+  std::optional<std::string_view> details_hostname;
+  std::optional<std::string_view> report_event;
+  std::optional<std::string_view> report_hostname;
+  std::optional<std::string_view> report_control_id;
+  // JSON text still to be read into the slots above (a text line's `details={...}`, or a JSON
+  // string holding JSON); resolve_nested_json() fills them.
+  std::optional<std::string_view> details_json;
+  std::optional<std::string_view> report_json;
+};
+
+inline constexpr std::string_view kReportReceived = "report received";
+inline constexpr std::string_view kGateHeld = "dispatch: held by fleet-level gate";
+
+// What a shape reader made of a line.
+enum class ShapeStatus : unsigned char {
+  fields,        // EventFields filled; classify() decides
+  not_this,      // the line is not of this shape
+  invalid_json,  // JSON that does not parse
+  invalid_utf8,  // JSON that is not UTF-8
+};
+
+// Where a shape reader puts what it finds.
+struct LineOutput {
+  std::vector<Event> events;
+  std::optional<BuildInfoFields> build_info;
+  std::optional<SkipReason> skipped;
+  std::string_view journal_cursor;
+};
+
+// Applies LOG-FORMAT.md sections 3 and 4 to the fields of one CP line.
+void classify(const EventFields& fields, LineOutput& out);
+
+// Removes ANSI SGR/CSI escape sequences (ESC '[' params final-byte); other bytes are kept.
+std::string_view strip_ansi(std::string_view line, Arena& arena);
+
+// Tracing fmt text: `[TIMESTAMP] LEVEL [spans: ][target: ]message key=value ...`, optionally
+// behind a syslog prefix (`journalctl -o short`). Views point into `line` or `arena`.
+ShapeStatus read_text_line(std::string_view line, EventFields& fields, Arena& arena);
+
+// Does this text line start a record (a level token where tracing puts it), rather than
+// continue the previous record's multi-line value? `line` has no ANSI escapes.
+bool is_text_record_start(std::string_view line);
+
+// Decodes a value printed by Rust's Debug for str: `"..."` with \" \\ \n \r \t \0 \' \u{...}.
+// `quoted` starts at the opening quote; returns the decoded value and sets `consumed` to the
+// length through the closing quote, or nullopt when the quote never closes.
+std::optional<std::string_view> decode_rust_debug_string(std::string_view quoted, std::size_t& consumed,
+                                                         Arena& arena);
+
+// What a JSON line held: a tracing event (nested `fields` or flattened), or a journald record
+// whose MESSAGE values (decoded from byte arrays where need be) are CP lines in their own right.
+struct JsonLine {
+  bool journald = false;
+  EventFields fields;                      // tracing events
+  std::vector<std::string_view> messages;  // journald records
+  std::string_view cursor;                 // journald `__CURSOR`
+  bool message_elided = false;             // journald `"MESSAGE":null`
+  void clear() {
+    journald = false;
+    message_elided = false;
+    fields = {};
+    messages.clear();
+    cursor = {};
+  }
+};
+
+// JSON needs simdjson's parser state; one JsonReader per LineParser. Not thread-safe.
+class JsonReader {
+ public:
+  JsonReader();
+  ~JsonReader();
+  JsonReader(JsonReader&&) noexcept;
+  JsonReader& operator=(JsonReader&&) noexcept;
+
+  // `line` is one JSON object. Decoded strings go to `arena`.
+  ShapeStatus read(std::string_view line, JsonLine& out, Arena& arena);
+
+  // Reads `details_json` / `report_json` of `fields` into the details_* / report_* slots.
+  // Unreadable JSON there leaves the slots empty: it is one field of a good line, not the line.
+  void resolve_nested_json(EventFields& fields, Arena& arena);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nle::parsers

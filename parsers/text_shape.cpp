@@ -1,0 +1,244 @@
+// tracing-subscriber's fmt text:
+//   [TIMESTAMP] LEVEL [span{k=v}:span2: ][target: ]message key=value key=value ...
+// possibly behind `journalctl -o short`'s `Mon DD HH:MM:SS host ident[pid]: ` prefix.
+//
+// Text is ambiguous by nature, so each step leans on what we know rather than on separators:
+// - The level token (TRACE DEBUG INFO WARN ERROR) must be among the first three tokens; this is
+//   what tells a CP line from the continuation lines of a multi-line message.
+// - The message is found by trying the known event messages after the level and after every
+//   ": " outside span braces, since targets, spans and messages all may contain ": ".
+// - The message comes before the first `key=` field: an event message inside a field's free
+//   text ("error=...: dispatch: held by fleet-level gate") is not the line's message.
+// - Display values are unquoted and may contain spaces, so a value ends only where the next
+//   field name follows (` name=`, a Rust identifier), not at a space. Values of fields that are
+//   identifiers (event, gate, version, git_commit) end at the first space.
+// - Debug values are quoted Rust strings and are decoded, so quotes and `k=v` inside them are
+//   inert. The first occurrence of a field wins: later ones are inside free text.
+
+#include <array>
+#include <cstring>
+
+#include "parsers/shapes.h"
+
+namespace nle::parsers {
+namespace {
+
+constexpr std::array<std::string_view, 5> kLevels = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR"};
+
+bool is_ident_byte(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.';
+}
+
+// Returns the offset just past the level token, or npos.
+std::size_t find_level_in(std::string_view s) {
+  std::size_t i = 0;
+  for (int token = 0; token < 3; ++token) {
+    while (i < s.size() && s[i] == ' ') ++i;
+    const std::size_t start = i;
+    while (i < s.size() && s[i] != ' ') ++i;
+    const std::string_view word = s.substr(start, i - start);
+    if (word.empty()) return std::string_view::npos;
+    for (std::string_view level : kLevels) {
+      if (word == level && i < s.size()) return i;
+    }
+  }
+  return std::string_view::npos;
+}
+
+std::size_t find_level(std::string_view line) {
+  std::size_t at = find_level_in(line);
+  if (at != std::string_view::npos) return at;
+  // A syslog prefix (`journalctl -o short`) ends at the first ": " of the line.
+  const std::size_t limit = line.size() < 256 ? line.size() : 256;
+  const std::size_t colon = line.substr(0, limit).find(": ");
+  if (colon == std::string_view::npos) return std::string_view::npos;
+  at = find_level_in(line.substr(colon + 2));
+  return at == std::string_view::npos ? at : colon + 2 + at;
+}
+
+// The message is exactly `message`: it ends the line or a `key=` field follows, so a longer
+// message that merely starts with it ("report received twice, dropping duplicate") is not it.
+bool message_at(std::string_view s, std::string_view message) {
+  if (s.size() < message.size() || s.substr(0, message.size()) != message) return false;
+  if (s.size() == message.size()) return true;
+  if (s[message.size()] != ' ') return false;
+  std::size_t i = message.size() + 1;
+  const std::size_t name_start = i;
+  while (i < s.size() && is_ident_byte(s[i])) ++i;
+  return i > name_start && i < s.size() && s[i] == '=';
+}
+
+// ` name=` at `pos` (pos at the space): returns the field name, else empty. Names are Rust
+// identifiers (dots allowed, as tracing allows), so ` (MaxAuthTries=4)` inside a value is not one.
+std::string_view field_at(std::string_view s, std::size_t pos) {
+  if (pos >= s.size() || s[pos] != ' ') return {};
+  std::size_t i = pos + 1;
+  if (i >= s.size() || !((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || s[i] == '_')) return {};
+  while (i < s.size() && is_ident_byte(s[i])) ++i;
+  if (i >= s.size() || s[i] != '=') return {};
+  return s.substr(pos + 1, i - pos - 1);
+}
+
+std::size_t next_field(std::string_view s, std::size_t from) {
+  for (std::size_t pos = s.find(' ', from); pos != std::string_view::npos; pos = s.find(' ', pos + 1)) {
+    if (!field_at(s, pos).empty()) return pos;
+  }
+  return s.size();
+}
+
+// After the level: the offset where an event message starts (and which one), or npos.
+std::size_t find_event_message(std::string_view rest, std::string_view& message) {
+  std::size_t i = 0;
+  while (i < rest.size() && rest[i] == ' ') ++i;
+  int depth = 0;
+  bool quoted = false;
+  for (std::size_t candidate = i; candidate != std::string_view::npos;) {
+    for (std::string_view m : {kReportReceived, kGateHeld}) {
+      if (message_at(rest.substr(candidate), m)) {
+        message = m;
+        return candidate;
+      }
+    }
+    // Next ": " outside span braces and quotes.
+    std::size_t j = candidate;
+    candidate = std::string_view::npos;
+    for (; j + 1 < rest.size(); ++j) {
+      const char c = rest[j];
+      if (quoted) {
+        if (c == '\\') ++j;
+        else if (c == '"') quoted = false;
+      } else if (c == '"') {
+        quoted = true;
+      } else if (c == '{') {
+        ++depth;
+      } else if (c == '}') {
+        if (depth > 0) --depth;
+      } else if (c == ':' && rest[j + 1] == ' ' && depth == 0) {
+        candidate = j + 2;
+        break;
+      } else if (c == ' ' && depth == 0 && !field_at(rest, j).empty()) {
+        return std::string_view::npos;  // fields have begun: a message after this is a value's text
+      }
+    }
+  }
+  return std::string_view::npos;
+}
+
+// A JSON object value (`details={"control_id":"x"}`): its end, string-aware, or npos.
+std::size_t json_object_end(std::string_view s, std::size_t start) {
+  int depth = 0;
+  bool in_string = false;
+  for (std::size_t i = start; i < s.size(); ++i) {
+    const char c = s[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{') {
+      ++depth;
+    } else if (c == '}' && --depth == 0) {
+      return i + 1;
+    }
+  }
+  return std::string_view::npos;
+}
+
+bool is_identifier_valued(std::string_view name) {
+  return name == "event" || name == "gate" || name == "version" || name == "git_commit";
+}
+
+void assign(EventFields& f, std::string_view name, std::string_view value, bool is_json_object) {
+  auto set = [&](std::optional<std::string_view>& slot) {
+    if (!slot) slot = value;
+  };
+  if (name == "hostname") set(f.hostname);
+  else if (name == "event") set(f.event);
+  else if (name == "control_id") set(f.control_id);
+  else if (name == "gate") set(f.gate);
+  else if (name == "version") set(f.version);
+  else if (name == "git_commit") set(f.git_commit);
+  else if (name == "details" && is_json_object) set(f.details_json);
+  else if (name == "report" && is_json_object) set(f.report_json);
+}
+
+// `fields` is what follows the message: ` key=value key=value ...`.
+void scan_fields(std::string_view s, EventFields& f, Arena& arena) {
+  std::size_t pos = next_field(s, 0);
+  while (pos < s.size()) {
+    const std::string_view name = field_at(s, pos);
+    const std::size_t value_start = pos + 1 + name.size() + 1;
+    std::size_t next = std::string_view::npos;
+    std::string_view value;
+    bool is_json_object = false;
+    if (value_start < s.size() && s[value_start] == '"') {
+      std::size_t consumed = 0;
+      if (auto decoded = decode_rust_debug_string(s.substr(value_start), consumed, arena)) {
+        value = *decoded;
+        next = value_start + consumed;
+      }
+    } else if (value_start < s.size() && s[value_start] == '{') {
+      const std::size_t end = json_object_end(s, value_start);
+      if (end != std::string_view::npos && (end == s.size() || s[end] == ' ')) {
+        value = s.substr(value_start, end - value_start);
+        is_json_object = true;
+        next = end;
+      }
+    }
+    if (next == std::string_view::npos) {
+      next = next_field(s, value_start);
+      value = s.substr(value_start, next - value_start);
+      if (is_identifier_valued(name)) value = value.substr(0, value.find(' '));
+    }
+    assign(f, name, value, is_json_object);
+    pos = next_field(s, next);
+  }
+}
+
+// Outside span braces: the `version=` / `git_commit=` fields of a line whose message we do not
+// know (a startup line), each a quoted Debug string or a token.
+void scan_build_info(std::string_view s, EventFields& f, Arena& arena) {
+  int depth = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c == '{') ++depth;
+    else if (c == '}' && depth > 0) --depth;
+    else if (c == ' ' && depth == 0) {
+      const std::string_view name = field_at(s, i);
+      if (name != "version" && name != "git_commit") continue;
+      const std::size_t value_start = i + 1 + name.size() + 1;
+      std::string_view value;
+      std::size_t consumed = 0;
+      if (value_start < s.size() && s[value_start] == '"') {
+        auto decoded = decode_rust_debug_string(s.substr(value_start), consumed, arena);
+        if (!decoded) continue;
+        value = *decoded;
+      } else {
+        const std::size_t end = s.find(' ', value_start);
+        value = s.substr(value_start, end == std::string_view::npos ? end : end - value_start);
+      }
+      assign(f, name, value, false);
+    }
+  }
+}
+
+}  // namespace
+
+bool is_text_record_start(std::string_view line) { return find_level(line) != std::string_view::npos; }
+
+ShapeStatus read_text_line(std::string_view line, EventFields& fields, Arena& arena) {
+  const std::size_t level_end = find_level(line);
+  if (level_end == std::string_view::npos) return ShapeStatus::not_this;
+  const std::string_view rest = line.substr(level_end);
+  std::string_view message;
+  const std::size_t at = find_event_message(rest, message);
+  if (at == std::string_view::npos) {
+    scan_build_info(rest, fields, arena);
+    return ShapeStatus::fields;
+  }
+  fields.message = message;
+  scan_fields(rest.substr(at + message.size()), fields, arena);
+  return ShapeStatus::fields;
+}
+
+}  // namespace nle::parsers

@@ -1,0 +1,432 @@
+// Parser rules, one case each: every shape of LOG-FORMAT.md, and every trap it warns about.
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "parsers/line_parser.h"
+
+using nle::EventKind;
+using nle::InputFormat;
+using nle::LineParser;
+using nle::SkipReason;
+
+namespace {
+
+// A parsed event copied out of the parser's scratch space.
+struct Seen {
+  EventKind kind;
+  std::string control_id;
+  std::string host;
+  std::string gate;
+};
+
+void collect(const nle::ParseResult& result, std::vector<Seen>& seen) {
+  for (const nle::Event& e : result.events) {
+    seen.push_back({e.kind, std::string(e.control_id), std::string(e.host), std::string(e.gate)});
+  }
+}
+
+// Every event of these lines as one input: each line, then the end of input.
+std::vector<Seen> events_of_lines(LineParser& parser, std::initializer_list<std::string_view> lines) {
+  std::vector<Seen> seen;
+  for (std::string_view line : lines) collect(parser.parse(line), seen);
+  collect(parser.finish(), seen);
+  return seen;
+}
+
+std::vector<Seen> events_of(LineParser& parser, std::string_view line) { return events_of_lines(parser, {line}); }
+
+std::vector<Seen> events_of(std::string_view line, InputFormat format = InputFormat::auto_detect) {
+  LineParser parser(format);
+  return events_of(parser, line);
+}
+
+std::optional<SkipReason> skip_of(std::string_view line, InputFormat format = InputFormat::auto_detect) {
+  LineParser parser(format);
+  if (auto skipped = parser.parse(line).skipped) return skipped;
+  return parser.finish().skipped;
+}
+
+// The byte-array form journald uses for a MESSAGE that is not printable UTF-8.
+std::string byte_array(std::string_view bytes) {
+  std::string out = "[";
+  for (unsigned char c : bytes) {
+    if (out.size() > 1) out += ',';
+    out += std::to_string(c);
+  }
+  return out + "]";
+}
+
+// A JSON string literal for `text`.
+std::string json_string(std::string_view text) {
+  std::string out = "\"";
+  for (unsigned char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+const std::string kJsonFailure =
+    R"J({"timestamp":"2026-11-20T08:14:03.511203Z","level":"INFO","fields":{"message":"report received","hostname":"web-07","event":"compliance-failure","control_id":"CIS-5.2.1","rollout":"stable@91c2e0","agent_version":"0.9.1","event_id":"3b0f","signature_status":"Some(Verified)"},"target":"report"})J";
+const std::string kTextFailure =
+    "2026-11-20T08:14:03.511203Z  INFO report: report received hostname=web-07 event=compliance-failure "
+    "control_id=CIS-5.2.1 rollout=stable@91c2e0 agent_version=0.9.1 event_id=3b0f... signature_status=Some(Verified)";
+// The same line as tracing-subscriber colours it.
+const std::string kAnsiFailure =
+    "\x1b[2m2026-11-20T08:14:03.511203Z\x1b[0m \x1b[32m INFO\x1b[0m \x1b[2mreport\x1b[0m\x1b[2m:\x1b[0m report received "
+    "\x1b[3mhostname\x1b[0m\x1b[2m=\x1b[0mweb-07 \x1b[3mevent\x1b[0m\x1b[2m=\x1b[0mcompliance-failure "
+    "\x1b[3mcontrol_id\x1b[0m\x1b[2m=\x1b[0mCIS-5.2.1 \x1b[3mrollout\x1b[0m\x1b[2m=\x1b[0mstable@91c2e0";
+
+void require_failure(const std::vector<Seen>& seen, std::string_view control_id, std::string_view host) {
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].kind == EventKind::compliance_failure);
+  CHECK(seen[0].control_id == control_id);
+  CHECK(seen[0].host == host);
+}
+
+}  // namespace
+
+TEST_CASE("nested tracing JSON compliance failure counts with its control and host") {
+  require_failure(events_of(kJsonFailure), "CIS-5.2.1", "web-07");
+}
+
+TEST_CASE("flattened tracing JSON is read from the top level") {
+  require_failure(
+      events_of(R"J({"timestamp":"t","level":"INFO","message":"report received","hostname":"db-1","event":"compliance-failure","control_id":"C1","target":"report"})J"),
+      "C1", "db-1");
+}
+
+TEST_CASE("plain text compliance failure counts") { require_failure(events_of(kTextFailure), "CIS-5.2.1", "web-07"); }
+
+TEST_CASE("ANSI-coloured text counts like plain text") { require_failure(events_of(kAnsiFailure), "CIS-5.2.1", "web-07"); }
+
+TEST_CASE("runtime gate error counts in every shape") {
+  for (const std::string& line :
+       {std::string(R"J({"fields":{"message":"report received","hostname":"h","event":"runtime-gate-error"}})J"),
+        std::string(R"J({"message":"report received","event":"RuntimeGateError"})J"),
+        std::string("2026-11-20T08:14:03Z ERROR report: report received hostname=h event=runtime-gate-error")}) {
+    auto seen = events_of(line);
+    REQUIRE(seen.size() == 1);
+    CHECK(seen[0].kind == EventKind::runtime_gate_error);
+  }
+}
+
+TEST_CASE("the Rust variant name ComplianceFailure counts") {
+  require_failure(events_of(R"J({"fields":{"message":"report received","hostname":"h","event":"ComplianceFailure","control_id":"C"}})J"),
+                  "C", "h");
+  require_failure(events_of("2026-11-20T08:14:03Z  INFO report: report received hostname=h event=ComplianceFailure control_id=C"),
+                  "C", "h");
+}
+
+TEST_CASE("gate block counts under its gate, including a gate outside the known five") {
+  auto seen = events_of(R"J({"fields":{"message":"dispatch: held by fleet-level gate","gate":"host-edge"},"target":"dispatch"})J");
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].kind == EventKind::gate_block);
+  CHECK(seen[0].gate == "host-edge");
+  seen = events_of("2026-11-20T08:14:03Z  INFO dispatch: dispatch: held by fleet-level gate gate=maintenance-window rollout=r");
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].gate == "maintenance-window");
+}
+
+TEST_CASE("a text gate block inside spans finds the message after the target") {
+  auto seen = events_of(
+      "2026-11-20T08:14:03.511203Z  INFO dispatch{rollout=stable@91c2e0 gate=wave-promotion}:wave{n=2}: "
+      "nixfleet_cp::dispatch: dispatch: held by fleet-level gate gate=compliance-wave rollout=stable@91c2e0");
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].gate == "compliance-wave");
+}
+
+TEST_CASE("span fields in JSON never stand in for the event's own fields") {
+  auto seen = events_of(
+      R"J({"fields":{"message":"dispatch: held by fleet-level gate","gate":"host-edge"},"span":{"gate":"wave-promotion","name":"dispatch"},"spans":[{"gate":"wave-promotion","name":"dispatch"}]})J");
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].gate == "host-edge");
+  CHECK(events_of(R"J({"fields":{"message":"report received","event":"activation-started"},"span":{"event":"compliance-failure"}})J").empty());
+}
+
+TEST_CASE("a compliance failure without control_id counts as unknown") {
+  require_failure(events_of(R"J({"fields":{"message":"report received","hostname":"h","event":"compliance-failure"}})J"), "unknown", "h");
+  require_failure(events_of("2026-11-20T08:14:03Z  INFO report: report received hostname=h event=compliance-failure"), "unknown", "h");
+}
+
+TEST_CASE("the agent's wire shape reads control_id from details") {
+  require_failure(
+      events_of(R"J({"fields":{"message":"report received","hostname":"h","event":"compliance-failure","details":{"control_id":"CIS-1.1","detail":"x"}}})J"),
+      "CIS-1.1", "h");
+  require_failure(
+      events_of(R"J({"fields":{"message":"report received","hostname":"h","event":"compliance-failure","details":"{\"control_id\":\"CIS-1.2\"}"}})J"),
+      "CIS-1.2", "h");
+  require_failure(
+      events_of(R"J(2026-11-20T08:14:03Z  INFO report: report received hostname=h event=compliance-failure details={"control_id":"CIS 1.3","note":"a b=c"})J"),
+      "CIS 1.3", "h");
+}
+
+TEST_CASE("a whole report logged as one field counts from its event") {
+  require_failure(
+      events_of(R"J({"fields":{"message":"report received","hostname":"h","report":{"event":"compliance-failure","details":{"control_id":"C9"}}}})J"),
+      "C9", "h");
+  require_failure(
+      events_of(R"J(2026-11-20T08:14:03Z  INFO report: report received hostname=h report={"event":"compliance-failure","details":{"control_id":"C8"}})J"),
+      "C8", "h");
+}
+
+TEST_CASE("other report received event values do not count") {
+  for (const char* value : {"activation-started", "realise-failed", "stale-target", "trust-error", "compliance-failure-ish", ""}) {
+    CHECK(events_of(std::string(R"J({"fields":{"message":"report received","event":")J") + value + R"J("}})J").empty());
+  }
+}
+
+TEST_CASE("report rejected warnings do not count even with event=compliance-failure") {
+  CHECK(events_of(R"J({"fields":{"message":"report rejected: bad signature","hostname":"h","event":"compliance-failure"}})J").empty());
+  CHECK(events_of("2026-11-20T08:14:03Z  WARN report: report rejected: bad signature hostname=h event=compliance-failure").empty());
+}
+
+TEST_CASE("a longer message that starts with an event message does not count") {
+  CHECK(events_of("2026-11-20T08:14:03Z  WARN report: report received twice, dropping duplicate hostname=h event=compliance-failure").empty());
+  CHECK(events_of("2026-11-20T08:14:03Z  WARN report: report received from unknown host hostname=h event=compliance-failure").empty());
+  CHECK(events_of(R"J({"fields":{"message":"report received twice, dropping duplicate","event":"compliance-failure"}})J").empty());
+}
+
+TEST_CASE("free text mentioning event names does not count") {
+  CHECK(events_of(R"J({"fields":{"message":"dispatch failed","error":"report received event=compliance-failure; dispatch: held by fleet-level gate gate=host-edge"}})J").empty());
+  CHECK(events_of("2026-11-20T08:14:03Z ERROR dispatch: dispatch failed error=report received hostname=h event=compliance-failure").empty());
+  // The decoy sits in a later field of a real report line: the line's own event wins.
+  CHECK(events_of("2026-11-20T08:14:03Z  INFO report: report received hostname=h event=activation-started error=prior event=compliance-failure").empty());
+}
+
+TEST_CASE("a text record is held until the next line shows it is complete") {
+  LineParser parser;
+  CHECK(parser.parse(kTextFailure).events.empty());
+  CHECK(parser.holds_record());
+  const auto& completed = parser.parse(kTextFailure);  // the next record completes the first
+  CHECK(completed.events.size() == 1);
+  CHECK(parser.finish().events.size() == 1);
+  CHECK_FALSE(parser.holds_record());
+}
+
+TEST_CASE("events of a completed record survive the next record being held") {
+  LineParser parser;
+  auto entry = [](std::string_view host) {
+    return R"J({"__CURSOR":"c","MESSAGE":[)J" + json_string("2026-11-20T08:14:05Z  INFO report: report received hostname=" + std::string(host) +
+                                                            " event=compliance-failure control_id=C") + "]}";
+  };
+  parser.parse(entry("first-host"));
+  const auto& result = parser.parse(entry("other"));  // completes the first, holds the second
+  REQUIRE(result.events.size() == 1);
+  CHECK(result.events[0].host == "first-host");
+}
+
+TEST_CASE("fields after a multi-line value count from its continuation lines") {
+  LineParser parser;
+  auto seen = events_of_lines(parser, {"2026-11-20T08:14:05Z  INFO report: report received hostname=web-16 summary=3 checks failed:",
+                                       "- PermitRootLogin yes",
+                                       "- MaxAuthTries 10 event=compliance-failure control_id=CIS-4.1 rollout=r",
+                                       "2026-11-20T08:14:06Z  INFO http: request done status=200"});
+  require_failure(seen, "CIS-4.1", "web-16");
+}
+
+TEST_CASE("a multi-line record split over journald entries is joined") {
+  LineParser parser;
+  auto entry = [](std::string_view message) { return R"J({"__CURSOR":"c","MESSAGE":)J" + json_string(message) + "}"; };
+  const std::string first = entry("2026-11-20T08:14:05Z  INFO report: report received hostname=web-16 summary=failed:");
+  const std::string second = entry("- MaxAuthTries 10 event=compliance-failure control_id=CIS-4.1");
+  const std::string next = entry("2026-11-20T08:14:06Z  INFO http: request done status=200");
+  require_failure(events_of_lines(parser, {first, second, next}), "CIS-4.1", "web-16");
+}
+
+TEST_CASE("an event message inside a field's free text is not the line's message") {
+  CHECK(events_of("2026-11-20T08:14:03Z  WARN dispatch: dispatch: gate evaluation failed gate=disruption-budget "
+                  "error=budget query failed: dispatch: held by fleet-level gate gate=disruption-budget")
+            .empty());
+  CHECK(events_of("2026-11-20T08:14:03Z  WARN dispatch: evaluation failed error=x: report received hostname=h event=compliance-failure").empty());
+}
+
+TEST_CASE("a field the exporter does not know still ends the value before it") {
+  require_failure(events_of("2026-11-20T08:14:03Z  INFO report: report received hostname=web-16 region=eu event=compliance-failure "
+                            "control_id=CIS-4.1 zone=a"),
+                  "CIS-4.1", "web-16");
+}
+
+TEST_CASE("Debug-quoted strings in JSON are decoded like the same value in text") {
+  require_failure(events_of(R"J({"fields":{"message":"report received","hostname":"\"db\\\"1\"","event":"compliance-failure","control_id":"\"CIS-1\""}})J"),
+                  "CIS-1", "db\"1");
+  auto seen = events_of(R"J({"fields":{"message":"dispatch: held by fleet-level gate","gate":"\"disruption-budget\""}})J");
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].gate == "disruption-budget");
+  require_failure(events_of(R"J({"fields":{"message":"report received","hostname":"say \"hi\"","event":"compliance-failure"}})J"),
+                  "unknown", "say \"hi\"");
+}
+
+TEST_CASE("journalctl's elided MESSAGE is counted as skipped") {
+  CHECK(skip_of(R"J({"__CURSOR":"c","MESSAGE":null})J") == SkipReason::message_elided);
+}
+
+TEST_CASE("a continuation line of a multi-line message never counts") {
+  CHECK(events_of("    report received hostname=h event=compliance-failure control_id=C").empty());
+  CHECK(events_of("caused by: report received hostname=h event=compliance-failure").empty());
+}
+
+TEST_CASE("Display values keep their spaces up to the next known field") {
+  require_failure(
+      events_of("2026-11-20T08:14:03Z  INFO report: report received hostname=rack 4 node 7 event=compliance-failure control_id=CIS 5.2.1 (MaxAuthTries=4) rollout=r"),
+      "CIS 5.2.1 (MaxAuthTries=4)", "rack 4 node 7");
+}
+
+TEST_CASE("Debug-quoted values are decoded with Rust escapes") {
+  require_failure(
+      events_of(R"J(2026-11-20T08:14:03Z  INFO report: report received hostname="db \"1\" back\\slash w\u{e9}b" event="compliance-failure" control_id="C event=x")J"),
+      "C event=x", "db \"1\" back\\slash w\xc3\xa9" "b");
+}
+
+TEST_CASE("JSON escapes, surrogate pairs included, are decoded exactly") {
+  require_failure(
+      events_of(R"J({"fields":{"message":"report received","hostname":"w\u00e9b-\ud83d\ude00 \"q\" \\ \n","event":"compliance-failure","control_id":"C"}})J"),
+      "C", "w\xc3\xa9" "b-\xf0\x9f\x98\x80 \"q\" \\ \n");
+}
+
+TEST_CASE("journald JSON with a string MESSAGE reads the CP line inside") {
+  LineParser parser;
+  const std::string record = R"J({"__CURSOR":"s=1;i=2","__REALTIME_TIMESTAMP":"1","_SYSTEMD_UNIT":"nixfleet-control-plane.service","MESSAGE":)J" +
+                             json_string(kTextFailure) + R"J(,"PRIORITY":"6"})J";
+  CHECK(parser.parse(record).journal_cursor == "s=1;i=2");
+  const auto& result = parser.finish();
+  REQUIRE(result.events.size() == 1);
+  CHECK(result.events[0].control_id == "CIS-5.2.1");
+}
+
+TEST_CASE("journald JSON with a byte-array MESSAGE decodes the coloured line") {
+  require_failure(events_of(R"J({"__CURSOR":"c","MESSAGE":)J" + byte_array(kAnsiFailure) + "}"), "CIS-5.2.1", "web-07");
+}
+
+TEST_CASE("journald JSON carrying a tracing JSON line counts it") {
+  require_failure(events_of(R"J({"__CURSOR":"c","MESSAGE":)J" + json_string(kJsonFailure) + "}"), "CIS-5.2.1", "web-07");
+}
+
+TEST_CASE("a journald field that occurs twice is an array of values, each read") {
+  auto seen = events_of(R"J({"__CURSOR":"c","MESSAGE":[)J" + json_string(kTextFailure) + "," + byte_array(kAnsiFailure) + "]}");
+  CHECK(seen.size() == 2);
+}
+
+TEST_CASE("json-seq records lead with a record separator") {
+  require_failure(events_of("\x1e" R"J({"__CURSOR":"c","MESSAGE":)J" + json_string(kTextFailure) + "}"), "CIS-5.2.1", "web-07");
+}
+
+TEST_CASE("a journalctl -o short syslog prefix is passed over") {
+  require_failure(events_of("Nov 20 08:14:03 cp-1 nixfleet-control-plane[812]: " + kTextFailure), "CIS-5.2.1", "web-07");
+}
+
+TEST_CASE("a line without timestamp, as journald stores it with time disabled, still counts") {
+  require_failure(events_of(" INFO report: report received hostname=h event=compliance-failure control_id=C"), "C", "h");
+}
+
+TEST_CASE("build info comes from a startup line's version and git_commit fields") {
+  LineParser parser;
+  const auto& json = parser.parse(R"J({"fields":{"message":"starting control plane","version":"0.9.3","git_commit":"abc123"}})J");
+  REQUIRE(json.build_info);
+  CHECK(json.build_info->version == "0.9.3");
+  CHECK(json.build_info->git_commit == "abc123");
+  parser.parse("2026-11-20T08:14:03Z  INFO nixfleet_cp: starting control plane version=0.9.4 git_commit=def456");
+  const auto& text = parser.finish();
+  REQUIRE(text.build_info);
+  CHECK(text.build_info->version == "0.9.4");
+  CHECK(text.build_info->git_commit == "def456");
+}
+
+TEST_CASE("build info is read from a coloured startup line") {
+  LineParser parser;
+  parser.parse(
+      "\x1b[2m2026-11-20T08:14:03Z\x1b[0m \x1b[32m INFO\x1b[0m \x1b[2mnixfleet_cp\x1b[0m\x1b[2m:\x1b[0m starting "
+      "\x1b[3mversion\x1b[0m\x1b[2m=\x1b[0m1.0.0 \x1b[3mgit_commit\x1b[0m\x1b[2m=\x1b[0mc0ffee1");
+  const auto& result = parser.finish();
+  REQUIRE(result.build_info);
+  CHECK(result.build_info->version == "1.0.0");
+  CHECK(result.build_info->git_commit == "c0ffee1");
+}
+
+TEST_CASE("agent_version is not the CP's version") {
+  CHECK_FALSE(LineParser().parse(kJsonFailure).build_info);
+  LineParser text_parser;
+  text_parser.parse(kTextFailure);
+  CHECK_FALSE(text_parser.finish().build_info);
+}
+
+TEST_CASE("truncated JSON is skipped as invalid_json") {
+  CHECK(skip_of(kJsonFailure.substr(0, kJsonFailure.size() - 10)) == SkipReason::invalid_json);
+  CHECK(events_of(kJsonFailure.substr(0, kJsonFailure.size() - 2)).empty());
+}
+
+TEST_CASE("trailing garbage after a JSON object is invalid_json") {
+  CHECK(skip_of(kJsonFailure + " trailing") == SkipReason::invalid_json);
+}
+
+TEST_CASE("JSON that is not UTF-8 is skipped as invalid_utf8") {
+  std::string bad = kJsonFailure;
+  bad.replace(bad.find("web-07"), 3, "w\xff\xfe");
+  CHECK(skip_of(bad) == SkipReason::invalid_utf8);
+}
+
+TEST_CASE("a NUL byte inside a line skips it, leading NULs of a crash do not") {
+  std::string with_nul = kTextFailure;
+  with_nul[30] = '\0';
+  CHECK(skip_of(with_nul) == SkipReason::nul_byte);
+  require_failure(events_of(std::string("\0\0\0", 3) + kJsonFailure), "CIS-5.2.1", "web-07");
+}
+
+TEST_CASE("text that is not UTF-8 still counts with its bytes as labels") {
+  auto seen = events_of("2026-11-20T08:14:03Z  INFO report: report received hostname=h\xe9 event=compliance-failure control_id=C");
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].host == "h\xe9");
+}
+
+TEST_CASE("a mention of an event message in no known shape is unrecognised") {
+  CHECK(skip_of("report received hostname=h event=compliance-failure") == SkipReason::unrecognised);
+  CHECK_FALSE(skip_of("just some line"));
+}
+
+TEST_CASE("a forced format reads only its shape") {
+  CHECK(events_of(kTextFailure, InputFormat::json).empty());
+  CHECK(skip_of(kTextFailure, InputFormat::json) == SkipReason::unrecognised);
+  CHECK(events_of(kJsonFailure, InputFormat::text).empty());
+  CHECK(events_of(kJsonFailure, InputFormat::journald).empty());
+  CHECK(events_of(kJsonFailure, InputFormat::json).size() == 1);
+  CHECK(events_of(kAnsiFailure, InputFormat::text).size() == 1);
+  CHECK(events_of(R"J({"__CURSOR":"c","MESSAGE":)J" + json_string(kTextFailure) + "}", InputFormat::journald).size() == 1);
+  CHECK(events_of(R"J({"__CURSOR":"c","MESSAGE":)J" + json_string(kTextFailure) + "}", InputFormat::json).empty());
+}
+
+TEST_CASE("parse_input_format knows the four names") {
+  CHECK(nle::parse_input_format("auto") == InputFormat::auto_detect);
+  CHECK(nle::parse_input_format("journald") == InputFormat::journald);
+  CHECK_FALSE(nle::parse_input_format("yaml"));
+}
+
+TEST_CASE("may_be_relevant admits every event line and rejects noise") {
+  CHECK(nle::may_be_relevant(kJsonFailure));
+  CHECK(nle::may_be_relevant(kAnsiFailure));
+  CHECK(nle::may_be_relevant(R"J({"MESSAGE":)J" + byte_array(kAnsiFailure) + "}"));
+  CHECK(nle::may_be_relevant(R"J({"fields":{"message":"starting","version":"1"}})J"));
+  CHECK_FALSE(nle::may_be_relevant(R"J({"fields":{"message":"http request","path":"/x","agent_version":"1"}})J"));
+  CHECK_FALSE(nle::may_be_relevant(R"J({"MESSAGE":)J" + byte_array("\x1b[2mnoise\x1b[0m") + "}"));
+}
+
+TEST_CASE("one parser reads many lines, views valid until the next parse") {
+  LineParser parser;
+  for (int i = 0; i < 1000; ++i) {
+    const std::string host = "host-" + std::to_string(i);
+    auto seen = events_of(parser, R"J({"fields":{"message":"report received","hostname":")J" + host + R"J(","event":"compliance-failure"}})J");
+    REQUIRE(seen.size() == 1);
+    REQUIRE(seen[0].host == host);
+  }
+}
