@@ -1,0 +1,396 @@
+#include "exporter/registry.h"
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <initializer_list>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "exporter/exposition.h"
+
+// The hot path looks series up by a string_view into a reused buffer; without heterogeneous
+// lookup every find would build a std::string.
+#if !defined(__cpp_lib_generic_unordered_lookup) || __cpp_lib_generic_unordered_lookup < 201811L
+#error "the registry needs heterogeneous lookup in unordered_map (C++20, libstdc++ 11 or later)"
+#endif
+
+namespace nle {
+namespace {
+
+constexpr std::string_view kUnknown = "unknown";
+constexpr std::array<std::string_view, 5> kKnownGates = {
+    "channel-edges", "wave-promotion", "host-edge", "disruption-budget", "compliance-wave",
+};
+constexpr std::size_t kUncapped = std::numeric_limits<std::size_t>::max();
+
+double system_clock_seconds() {
+  using std::chrono::duration;
+  using std::chrono::system_clock;
+  return duration<double>(system_clock::now().time_since_epoch()).count();
+}
+
+// An empty label value means "no such label" to Prometheus, so a missing value is spelled out.
+std::string_view or_unknown(std::string_view value) { return value.empty() ? kUnknown : value; }
+
+// A series key holds its label values in label-name order, each as a 4-byte little-endian length
+// then the bytes, so no two label sets share a key whatever bytes they contain. Values are
+// sanitized to UTF-8 here, before the lookup: two invalid byte strings that render alike must
+// land in one series, or the output would hold the same series twice.
+void append_key_part(std::string& key, std::string_view value) {
+  const std::size_t length_at = key.size();
+  key.append(4, '\0');
+  if (is_valid_utf8(value)) {
+    key.append(value);
+  } else {
+    append_sanitized_utf8(key, value);
+  }
+  const auto length = static_cast<std::uint32_t>(key.size() - length_at - 4);
+  for (std::size_t i = 0; i < 4; ++i) key[length_at + i] = static_cast<char>((length >> (8 * i)) & 0xFFU);
+}
+
+std::vector<std::string> decode_key(std::string_view key) {
+  std::vector<std::string> values;
+  while (key.size() >= 4) {
+    std::uint32_t length = 0;
+    for (std::size_t i = 0; i < 4; ++i) length |= std::uint32_t{static_cast<unsigned char>(key[i])} << (8 * i);
+    key.remove_prefix(4);
+    values.emplace_back(key.substr(0, length));
+    key.remove_prefix(std::min<std::size_t>(length, key.size()));
+  }
+  return values;
+}
+
+std::string key_of(std::initializer_list<std::string_view> values) {
+  std::string key;
+  for (std::string_view value : values) append_key_part(key, value);
+  return key;
+}
+
+struct TransparentStringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view text) const noexcept { return std::hash<std::string_view>{}(text); }
+};
+
+struct CounterSeries {
+  std::uint64_t value = 0;
+  double created = 0;
+};
+
+// One counter family: its series by key, and the cap on how many label sets it may hold.
+class CounterFamily {
+ public:
+  CounterFamily(std::string name, std::string help, std::vector<std::string> label_names, std::size_t max_series)
+      : name_(std::move(name)),
+        public_name_(name_ + "_total"),
+        help_(std::move(help)),
+        label_names_(std::move(label_names)),
+        max_series_(max_series) {}
+
+  CounterSeries* find(std::string_view key) {
+    const auto found = series_.find(key);
+    return found == series_.end() ? nullptr : &found->second;
+  }
+  // A series that must exist whatever the cap (the known gates, every event kind, ...).
+  CounterSeries& preset(std::string_view key, double created) {
+    return series_.try_emplace(std::string(key), CounterSeries{0, created}).first->second;
+  }
+  // nullptr when the label set is new and the family already holds its cap of series.
+  CounterSeries* add(std::string_view key, double created) {
+    if (series_.size() >= max_series_) return nullptr;
+    return &preset(key, created);
+  }
+
+  // The name users see on the sample lines, and the `family` label of series_dropped.
+  std::string_view public_name() const { return public_name_; }
+  const auto& series() const { return series_; }
+
+  Family to_family() const {
+    Family family{name_, help_, MetricType::counter, label_names_, {}};
+    family.series.reserve(series_.size());
+    for (const auto& [key, series] : series_) {
+      family.series.push_back(Series{decode_key(key), static_cast<double>(series.value), series.created});
+    }
+    std::sort(family.series.begin(), family.series.end(),
+              [](const Series& a, const Series& b) { return a.label_values < b.label_values; });
+    return family;
+  }
+
+ private:
+  std::string name_;
+  std::string public_name_;
+  std::string help_;
+  std::vector<std::string> label_names_;  // sorted; keys hold the values in this order
+  std::size_t max_series_;
+  // Node-based, so pointers to series stay valid as the map grows (the Impl caches some).
+  std::unordered_map<std::string, CounterSeries, TransparentStringHash, std::equal_to<>> series_;
+};
+
+Family gauge_family(std::string name, std::string help, std::vector<std::string> label_names,
+                    std::vector<std::string> label_values, double value) {
+  Family family{std::move(name), std::move(help), MetricType::gauge, std::move(label_names), {}};
+  family.series.push_back(Series{std::move(label_values), value, 0});
+  return family;
+}
+
+}  // namespace
+
+// Families whose labels come from the exporter's own fixed vocabulary (kinds, reasons, family
+// names) cannot grow without bound, so only the others get options.max_series_per_family.
+struct Registry::Impl {
+  explicit Impl(RegistryOptions registry_options)
+      : options(std::move(registry_options)),
+        created_at(now()),
+        compliance_failures("nixfleet_compliance_failure_events",
+                            "ComplianceFailure reports received, per control and host.", {"control_id", "host"},
+                            options.max_series_per_family),
+        runtime_gate_errors("nixfleet_runtime_gate_error_events", "RuntimeGateError reports received.", {},
+                            kUncapped),
+        gate_blocks("nixfleet_gate_block", "Dispatches held by a fleet-level gate, per gate kind.", {"gate"},
+                    options.max_series_per_family),
+        lines_read("nixfleet_log_exporter_lines_read", "Lines read from the input, whether or not they held an event.",
+                   {}, kUncapped),
+        bytes_read("nixfleet_log_exporter_bytes_read", "Bytes read from the input, line terminators included.", {},
+                   kUncapped),
+        events("nixfleet_log_exporter_events",
+               "CP events recognised, per kind; includes events whose series was dropped by the series cap.",
+               {"kind"}, kUncapped),
+        lines_skipped("nixfleet_log_exporter_lines_skipped",
+                      "Lines not read as events because they were malformed, per reason.", {"reason"}, kUncapped),
+        series_dropped("nixfleet_log_exporter_series_dropped",
+                       "Events not counted because their new label set would exceed the per-family series cap, "
+                       "per family.",
+                       {"family"}, kUncapped),
+        truncations("nixfleet_log_exporter_truncations",
+                    "Times a followed file shrank and was read again from its start.", {}, kUncapped),
+        rotations("nixfleet_log_exporter_rotations",
+                  "Times a followed file was replaced by a new one (log rotation) and the new one opened.", {},
+                  kUncapped),
+        read_errors("nixfleet_log_exporter_read_errors",
+                    "Errors reading the input, per reason; reading goes on after each.", {"reason"},
+                    options.max_series_per_family),
+        http_requests("nixfleet_log_exporter_http_requests", "HTTP requests served, per status code.", {"code"},
+                      options.max_series_per_family),
+        exporter_version(sanitize_utf8(or_unknown(options.exporter_version))),
+        exporter_revision(sanitize_utf8(or_unknown(options.exporter_revision))) {
+    for (std::string_view gate : kKnownGates) gate_blocks.preset(key_of({gate}), created_at);
+    runtime_gate_error_series = &runtime_gate_errors.preset(key_of({}), created_at);
+    lines_read_series = &lines_read.preset(key_of({}), created_at);
+    bytes_read_series = &bytes_read.preset(key_of({}), created_at);
+    truncations_series = &truncations.preset(key_of({}), created_at);
+    rotations_series = &rotations.preset(key_of({}), created_at);
+    for (std::size_t kind = 0; kind < kEventKindCount; ++kind) {
+      events_by_kind[kind] = &events.preset(key_of({event_kind_name(static_cast<EventKind>(kind))}), created_at);
+    }
+    for (std::size_t reason = 0; reason < kSkipReasonCount; ++reason) {
+      skipped_by_reason[reason] =
+          &lines_skipped.preset(key_of({skip_reason_name(static_cast<SkipReason>(reason))}), created_at);
+    }
+  }
+
+  double now() const { return options.clock ? options.clock() : system_clock_seconds(); }
+
+  // Every counter family, in one fixed order, so merge() can pair them up.
+  template <typename Self>
+  static auto counter_families_of(Self& self) {
+    return std::array{&self.compliance_failures, &self.runtime_gate_errors, &self.gate_blocks,
+                      &self.lines_read,          &self.bytes_read,          &self.events,
+                      &self.lines_skipped,       &self.series_dropped,      &self.truncations,
+                      &self.rotations,           &self.read_errors,         &self.http_requests};
+  }
+  auto counter_families() { return counter_families_of(*this); }
+  auto counter_families() const { return counter_families_of(*this); }
+
+  // Adds `n` to the series `key` names, creating it if the cap allows; else counts the drop.
+  void count_key(CounterFamily& family, std::string_view key, std::uint64_t n) {
+    if (CounterSeries* series = family.find(key)) {
+      series->value += n;
+    } else if (CounterSeries* added = family.add(key, now())) {
+      added->value += n;
+    } else {
+      count_drop(family, n);
+    }
+  }
+
+  void count_labels(CounterFamily& family, std::initializer_list<std::string_view> label_values, std::uint64_t n) {
+    series_key.clear();
+    for (std::string_view value : label_values) append_key_part(series_key, value);
+    count_key(family, series_key, n);
+  }
+
+  void count_drop(const CounterFamily& family, std::uint64_t n) {
+    drop_key.clear();
+    append_key_part(drop_key, family.public_name());
+    count_key(series_dropped, drop_key, n);
+  }
+
+  void merge_family(CounterFamily& into, const CounterFamily& from) {
+    for (const auto& [key, from_series] : from.series()) {
+      if (CounterSeries* series = into.find(key)) {
+        series->value += from_series.value;
+        series->created = std::min(series->created, from_series.created);
+      } else if (CounterSeries* added = into.add(key, from_series.created)) {
+        added->value = from_series.value;
+      } else if (from_series.value != 0) {
+        count_drop(into, from_series.value);
+      }
+    }
+  }
+
+  void take_logged_build_info(std::string_view version, std::string_view git_commit, std::uint64_t order) {
+    if (version.empty()) return;
+    if (has_logged_build_info && order < logged_build_info_order) return;
+    has_logged_build_info = true;
+    logged_build_info_order = order;
+    logged_version.clear();
+    append_sanitized_utf8(logged_version, version);
+    logged_git_commit.clear();
+    append_sanitized_utf8(logged_git_commit, or_unknown(git_commit));
+  }
+
+  Family cp_build_info() const {
+    // A flag given empty counts as not given: an empty label value reads as a missing label.
+    const auto from_flag = [](const std::optional<std::string>& flag) {
+      return flag.has_value() && !flag->empty() ? std::optional<std::string>(sanitize_utf8(*flag)) : std::nullopt;
+    };
+    std::string version = from_flag(options.cp_version)
+                              .value_or(has_logged_build_info ? logged_version : std::string(kUnknown));
+    std::string git_commit = from_flag(options.cp_git_commit)
+                                 .value_or(has_logged_build_info ? logged_git_commit : std::string(kUnknown));
+    return gauge_family("nixfleet_cp_build_info", "Control plane version, from flags or its log.",
+                        {"git_commit", "version"}, {std::move(git_commit), std::move(version)}, 1);
+  }
+
+  RegistryOptions options;
+  double created_at;  // `_created` of the series that exist from the start
+
+  CounterFamily compliance_failures;
+  CounterFamily runtime_gate_errors;
+  CounterFamily gate_blocks;
+  CounterFamily lines_read;
+  CounterFamily bytes_read;
+  CounterFamily events;
+  CounterFamily lines_skipped;
+  CounterFamily series_dropped;
+  CounterFamily truncations;
+  CounterFamily rotations;
+  CounterFamily read_errors;
+  CounterFamily http_requests;
+  double files_watched = 0;
+
+  std::string exporter_version;
+  std::string exporter_revision;
+
+  bool has_logged_build_info = false;
+  std::uint64_t logged_build_info_order = 0;
+  std::string logged_version;
+  std::string logged_git_commit;
+
+  // Series that always exist, reached without a lookup on the paths taken once per line.
+  CounterSeries* runtime_gate_error_series = nullptr;
+  CounterSeries* lines_read_series = nullptr;
+  CounterSeries* bytes_read_series = nullptr;
+  CounterSeries* truncations_series = nullptr;
+  CounterSeries* rotations_series = nullptr;
+  std::array<CounterSeries*, kEventKindCount> events_by_kind{};
+  std::array<CounterSeries*, kSkipReasonCount> skipped_by_reason{};
+
+  // Reused key buffers: once they have grown to the longest key, lookups allocate nothing.
+  std::string series_key;
+  std::string drop_key;
+};
+
+Registry::Registry(RegistryOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Registry::~Registry() = default;
+Registry::Registry(Registry&&) noexcept = default;
+Registry& Registry::operator=(Registry&&) noexcept = default;
+
+void Registry::record(const Event& event) {
+  Impl& impl = *impl_;
+  const auto kind = static_cast<std::size_t>(event.kind);
+  if (kind < kEventKindCount) ++impl.events_by_kind[kind]->value;
+  switch (event.kind) {
+    case EventKind::compliance_failure:
+      impl.count_labels(impl.compliance_failures, {or_unknown(event.control_id), or_unknown(event.host)}, 1);
+      break;
+    case EventKind::runtime_gate_error:
+      ++impl.runtime_gate_error_series->value;
+      break;
+    case EventKind::gate_block:
+      impl.count_labels(impl.gate_blocks, {or_unknown(event.gate)}, 1);
+      break;
+  }
+}
+
+void Registry::record_build_info(const BuildInfoFields& fields, std::uint64_t order) {
+  impl_->take_logged_build_info(fields.version, fields.git_commit, order);
+}
+
+void Registry::add_lines_read(std::uint64_t lines, std::uint64_t bytes) {
+  impl_->lines_read_series->value += lines;
+  impl_->bytes_read_series->value += bytes;
+}
+
+void Registry::add_skipped(SkipReason reason, std::uint64_t n) {
+  const auto index = static_cast<std::size_t>(reason);
+  if (index < kSkipReasonCount) impl_->skipped_by_reason[index]->value += n;
+}
+
+void Registry::add_self(SelfCounter counter, std::string_view label, std::uint64_t n) {
+  Impl& impl = *impl_;
+  switch (counter) {
+    case SelfCounter::truncations:
+      impl.truncations_series->value += n;
+      break;
+    case SelfCounter::rotations:
+      impl.rotations_series->value += n;
+      break;
+    case SelfCounter::read_errors:
+      impl.count_labels(impl.read_errors, {or_unknown(label)}, n);
+      break;
+    case SelfCounter::http_requests:
+      impl.count_labels(impl.http_requests, {or_unknown(label)}, n);
+      break;
+  }
+}
+
+void Registry::set_self(SelfGauge gauge, double value) {
+  switch (gauge) {
+    case SelfGauge::files_watched:
+      impl_->files_watched = value;
+      break;
+  }
+}
+
+void Registry::merge(const Registry& other) {
+  Impl& into = *impl_;
+  const Impl& from = *other.impl_;
+  const auto into_families = into.counter_families();
+  const auto from_families = from.counter_families();
+  for (std::size_t i = 0; i < into_families.size(); ++i) into.merge_family(*into_families[i], *from_families[i]);
+  // A merge is the later call, so it takes a tie. Gauges stay this registry's own.
+  if (from.has_logged_build_info && &from != &into) {
+    into.take_logged_build_info(from.logged_version, from.logged_git_commit, from.logged_build_info_order);
+  }
+}
+
+Snapshot Registry::snapshot() const {
+  const Impl& impl = *impl_;
+  Snapshot snapshot;
+  snapshot.reserve(impl.counter_families().size() + 3);
+  for (const CounterFamily* family : impl.counter_families()) snapshot.push_back(family->to_family());
+  snapshot.push_back(impl.cp_build_info());
+  snapshot.push_back(gauge_family("nixfleet_log_exporter_files_watched", "Files being followed now.", {}, {},
+                                  impl.files_watched));
+  snapshot.push_back(gauge_family("nixfleet_log_exporter_build_info",
+                                  "The exporter's version and the revision it was built from; always 1.",
+                                  {"revision", "version"}, {impl.exporter_revision, impl.exporter_version}, 1));
+  std::sort(snapshot.begin(), snapshot.end(), [](const Family& a, const Family& b) { return a.name < b.name; });
+  return snapshot;
+}
+
+}  // namespace nle
