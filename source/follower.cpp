@@ -1,0 +1,975 @@
+// Follower: tail -F for paths and globs. The rules live in follower.h; this file implements them
+// in one pass function (discover -> watch -> for each path: detect rotation/truncation, read) and
+// a loop that sleeps on inotify or the poll interval between passes.
+#include "source/follower.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <glob.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <map>
+#include <optional>
+#include <set>
+#include <tuple>
+
+#include "source/fd.h"
+#include "source/line_splitter.h"
+
+namespace nle {
+namespace {
+
+constexpr std::uint64_t kMaxBytesPerPathPerPass = 8u << 20;
+constexpr std::uint32_t kFingerprintBytes = 4096;
+constexpr std::uint64_t kFnvOffsetBasis = 0xcbf29ce484222325ULL;
+constexpr std::uint64_t kFnvPrime = 0x100000001b3ULL;
+constexpr std::uint32_t kWatchMask = IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_MODIFY |
+                                     IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
+
+std::uint64_t fnv1a(const char* data, std::size_t size, std::uint64_t hash = kFnvOffsetBasis) {
+  for (std::size_t i = 0; i < size; ++i) {
+    hash ^= static_cast<unsigned char>(data[i]);
+    hash *= kFnvPrime;
+  }
+  return hash;
+}
+
+struct FileId {
+  std::uint64_t device = 0;
+  std::uint64_t inode = 0;
+  friend bool operator==(const FileId&, const FileId&) = default;
+};
+FileId id_of(const struct stat& st) {
+  return {static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
+}
+
+bool has_glob_chars(std::string_view s) { return s.find_first_of("*?[") != std::string_view::npos; }
+
+// "a/b/c" -> "a/b"; "c" -> "."; "/c" -> "/".
+std::string dir_of(const std::string& path) {
+  const auto slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+std::string base_of(const std::string& path) {
+  const auto slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+std::string join(const std::string& dir, const std::string& name) {
+  if (dir == ".") return name;
+  if (!dir.empty() && dir.back() == '/') return dir + name;
+  return dir + "/" + name;
+}
+
+std::string os_message(const std::string& path, int err) { return path + ": " + std::strerror(err); }
+
+std::string_view reason_for(int err) {
+  switch (err) {
+    case EACCES:
+    case EPERM: return "permission_denied";
+    case EISDIR: return "is_directory";
+    case EMFILE:
+    case ENFILE: return "too_many_open_files";
+    default: return "io_error";
+  }
+}
+
+// pread(2) of exactly `size` bytes unless the file ends first; retries EINTR and short reads.
+// Returns the count read, or -1.
+ssize_t pread_full(int fd, char* buffer, std::size_t size, std::uint64_t offset) {
+  std::size_t got = 0;
+  while (got < size) {
+    const ssize_t n = ::pread(fd, buffer + got, size - got, static_cast<off_t>(offset + got));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  return static_cast<ssize_t>(got);
+}
+
+// FNV-1a of the `bytes` bytes ending at `offset`, or nullopt if they cannot all be read.
+std::optional<std::uint64_t> fingerprint_before(int fd, std::uint64_t offset, std::uint32_t bytes) {
+  if (bytes > offset || bytes > kFingerprintBytes) return std::nullopt;
+  char buffer[kFingerprintBytes];
+  if (pread_full(fd, buffer, bytes, offset - bytes) != static_cast<ssize_t>(bytes)) return std::nullopt;
+  return fnv1a(buffer, bytes);
+}
+
+bool is_compressed_name(std::string_view name) {
+  for (std::string_view ext : {".gz", ".bz2", ".xz", ".zst", ".lz4", ".br", ".zip", ".Z"}) {
+    if (name.size() > ext.size() && name.substr(name.size() - ext.size()) == ext) return true;
+  }
+  return false;
+}
+
+// glob(3) with RAII; returns the matches (sorted, directories marked with a trailing '/').
+std::vector<std::string> expand(const std::string& pattern, int flags) {
+  glob_t g{};
+  std::vector<std::string> out;
+  if (::glob(pattern.c_str(), flags | GLOB_MARK, nullptr, &g) == 0) {
+    out.reserve(g.gl_pathc);
+    for (std::size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
+  }
+  ::globfree(&g);
+  return out;
+}
+
+class Dir {
+ public:
+  explicit Dir(const std::string& path) : dir_(::opendir(path.c_str())) {}
+  ~Dir() {
+    if (dir_ != nullptr) ::closedir(dir_);
+  }
+  Dir(const Dir&) = delete;
+  Dir& operator=(const Dir&) = delete;
+  // Entry names without "." and ".."; empty at the end or on error.
+  std::optional<std::string> next() {
+    if (dir_ == nullptr) return std::nullopt;
+    while (const dirent* entry = ::readdir(dir_)) {
+      const std::string_view name = entry->d_name;
+      if (name == "." || name == "..") continue;
+      return std::string(name);
+    }
+    return std::nullopt;
+  }
+
+ private:
+  DIR* dir_;
+};
+
+// One open file and how far it has been read.
+struct Stream {
+  Stream(Fd f, FileId i, std::size_t max_line) : fd(std::move(f)), id(i), splitter(max_line) {}
+  Fd fd;
+  FileId id;
+  LineSplitter splitter;       // offsets relative to the file's start
+  std::uint64_t read_offset = 0;  // the next byte read(2) returns
+  bool skip_partial = false;   // started mid-line: drop bytes through the next "\n"
+  // positions() cache: the fingerprint is only recomputed when the offset moved.
+  mutable std::uint64_t fp_offset = UINT64_MAX;
+  mutable std::uint64_t fp = 0;
+  mutable std::uint32_t fp_bytes = 0;
+};
+
+// A followed path and the files read under its name: `old` (rotated away, finished oldest first)
+// before `current`.
+struct Tracked {
+  std::string path;
+  bool literal = false;          // named by a literal pattern: tracked even while missing
+  bool matched = true;           // named by a pattern in the last discovery
+  std::deque<std::unique_ptr<Stream>> old;
+  std::unique_ptr<Stream> current;
+  bool attached = false;         // the path named current's file at the last check
+  bool closed_by_delete = false;  // the next file at the path is a rotation
+  bool start_from_zero = false;  // resume decided the next file at the path starts at 0
+  std::optional<FilePosition> resume;
+  std::vector<std::string> reported;  // error reasons reported and not yet recovered
+};
+
+// A file finished after a rotation that is still linked somewhere: if a glob later matches it, it
+// continues where it ended instead of being read again.
+struct Retired {
+  FileId id;
+  std::uint64_t offset = 0;
+  std::uint64_t fingerprint = 0;
+  std::uint32_t fingerprint_bytes = 0;
+};
+
+struct Watch {
+  std::vector<std::string> dirs;   // the directory paths this watch descriptor stands for
+  std::set<std::string> names;     // fnmatch patterns of the entries that matter in it
+};
+
+enum class ReadResult { kEnd, kMore, kError, kStopped };
+
+bool rejected_pattern(const std::string& pattern) { return pattern.empty() || pattern == "-"; }
+
+}  // namespace
+
+struct Follower::Impl {
+  Impl(FollowOptions o, FollowerSink& s) : options(std::move(o)), sink(s) {
+    options.read_chunk_bytes = std::max<std::size_t>(options.read_chunk_bytes, 4096);
+    if (options.poll_interval < std::chrono::milliseconds(1)) options.poll_interval = std::chrono::milliseconds(1);
+    buffer.resize(options.read_chunk_bytes);
+    for (const FilePosition& pos : options.resume) resume_by_path.emplace(pos.path, pos);  // first wins
+    const int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (efd >= 0) wake = Fd(efd);
+    if (!options.force_polling) start_inotify();
+  }
+
+  FollowOptions options;
+  FollowerSink& sink;
+  std::vector<char> buffer;  // one read buffer for all files, reused
+  std::map<std::string, Tracked> tracked;  // sorted: deterministic order of passes
+  std::map<std::string, FilePosition> resume_by_path;
+  std::vector<Retired> retired;
+  std::set<std::string> waiting;        // patterns whose "waiting for" notice was given
+  std::set<std::string> once;           // keys of one-time notices and errors
+  bool first_pass_done = false;
+  std::size_t last_files_watched = SIZE_MAX;
+
+  Fd wake;  // eventfd: request_stop()/request_reopen() wake a blocked run()
+  std::atomic<bool> stop{false};
+  std::atomic<bool> reopen{false};
+
+  Fd inotify;
+  std::map<std::string, int> dir_watch;  // directory path -> watch descriptor
+  std::map<int, Watch> watches;
+
+  // ---- wakeups ------------------------------------------------------------------------------
+
+  void start_inotify() {
+    const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0) {
+      sink.on_notice(std::string("inotify unavailable (") + std::strerror(errno) + "); polling every " +
+                     std::to_string(options.poll_interval.count()) + " ms");
+      return;
+    }
+    inotify = Fd(fd);
+  }
+
+  void fall_back_to_polling(const std::string& why) {
+    inotify.reset();
+    dir_watch.clear();
+    watches.clear();
+    sink.on_notice(why + "; polling every " + std::to_string(options.poll_interval.count()) + " ms");
+  }
+
+  // The directories to watch and the entry names that matter in each (see "Wakeups").
+  std::map<std::string, std::set<std::string>> desired_watches() const {
+    std::map<std::string, std::set<std::string>> desired;
+    for (const std::string& pattern : options.patterns) {
+      if (rejected_pattern(pattern)) continue;
+      const std::string dir = dir_of(pattern);
+      std::vector<std::string> level{pattern[0] == '/' ? std::string("/") : std::string(".")};
+      std::size_t pos = 0;
+      while (pos < dir.size()) {
+        std::size_t end = dir.find('/', pos);
+        if (end == std::string::npos) end = dir.size();
+        const std::string component = dir.substr(pos, end - pos);
+        pos = end + 1;
+        if (component.empty() || (component == "." && level.size() == 1 && level[0] == ".")) continue;
+        std::vector<std::string> next;
+        for (const std::string& d : level) {
+          if (has_glob_chars(component)) {
+            desired[d].insert(component);  // new matching directories appear here
+            for (std::string m : expand(join(d, component), GLOB_ONLYDIR)) {
+              if (m.size() > 1 && m.back() == '/') {
+                m.pop_back();
+                next.push_back(std::move(m));
+              }
+            }
+          } else {
+            const std::string p = join(d, component);
+            struct stat st {};
+            if (::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) next.push_back(p);
+            else desired[d].insert(component);  // wait here for the directory to appear
+          }
+        }
+        level = std::move(next);
+      }
+      for (const std::string& d : level) desired[d].insert(base_of(pattern));
+    }
+    return desired;
+  }
+
+  void update_watches() {
+    if (!inotify.valid()) return;
+    const auto desired = desired_watches();
+    // Drop watches no longer wanted (a watch descriptor may stand for several spellings of one
+    // directory, e.g. "." and its absolute path: it is removed with the last of them).
+    for (auto it = dir_watch.begin(); it != dir_watch.end();) {
+      if (desired.count(it->first) != 0) {
+        ++it;
+        continue;
+      }
+      const int wd = it->second;
+      it = dir_watch.erase(it);
+      const bool still_used =
+          std::any_of(dir_watch.begin(), dir_watch.end(), [wd](const auto& entry) { return entry.second == wd; });
+      if (!still_used) {
+        ::inotify_rm_watch(inotify.get(), wd);
+        watches.erase(wd);
+      }
+    }
+    for (const auto& [dir, names] : desired) {
+      if (dir_watch.count(dir) != 0) continue;
+      const int wd = ::inotify_add_watch(inotify.get(), dir.c_str(), kWatchMask);
+      if (wd < 0) {
+        if (errno == ENOENT || errno == ENOTDIR) continue;  // vanished since we looked
+        fall_back_to_polling("cannot watch " + dir + " with inotify (" + std::strerror(errno) + ")");
+        return;
+      }
+      dir_watch[dir] = wd;
+    }
+    for (auto& [wd, w] : watches) {
+      w.dirs.clear();
+      w.names.clear();
+    }
+    for (const auto& [dir, wd] : dir_watch) {
+      Watch& w = watches[wd];
+      w.dirs.push_back(dir);
+      const auto& names = desired.at(dir);
+      w.names.insert(names.begin(), names.end());
+    }
+    std::erase_if(watches, [](const auto& entry) { return entry.second.dirs.empty(); });
+  }
+
+  bool has_renamed_away_file() const {
+    for (const auto& [path, t] : tracked) {
+      if (!t.old.empty() || (t.current && !t.attached)) return true;
+    }
+    return false;
+  }
+
+  // Reads all queued inotify events. Returns whether any calls for a pass.
+  bool consume_inotify_events() {
+    if (!inotify.valid()) return false;
+    alignas(inotify_event) char events[64 * 1024];
+    bool relevant = false;
+    const bool renamed_away = has_renamed_away_file();
+    for (;;) {
+      const ssize_t n = ::read(inotify.get(), events, sizeof events);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        break;  // EAGAIN: queue empty
+      }
+      if (n == 0) break;
+      for (ssize_t i = 0; i < n;) {
+        const auto* ev = reinterpret_cast<const inotify_event*>(events + i);
+        i += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+        if ((ev->mask & IN_Q_OVERFLOW) != 0) {
+          relevant = true;
+          continue;
+        }
+        if ((ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) != 0) {
+          // The directory is gone or moved: forget the watch; the next pass watches the path anew.
+          if ((ev->mask & IN_MOVE_SELF) != 0) ::inotify_rm_watch(inotify.get(), ev->wd);
+          forget_watch(ev->wd);
+          relevant = true;
+          continue;
+        }
+        if (relevant || renamed_away) {
+          relevant = true;
+          continue;
+        }
+        auto w = watches.find(ev->wd);
+        if (w == watches.end() || ev->len == 0) continue;
+        for (const std::string& name : w->second.names) {
+          const bool match = has_glob_chars(name) ? ::fnmatch(name.c_str(), ev->name, FNM_PERIOD) == 0
+                                                  : name == ev->name;
+          if (match) {
+            relevant = true;
+            break;
+          }
+        }
+      }
+    }
+    return relevant;
+  }
+
+  void forget_watch(int wd) {
+    watches.erase(wd);
+    for (auto it = dir_watch.begin(); it != dir_watch.end();) {
+      if (it->second == wd) it = dir_watch.erase(it);
+      else ++it;
+    }
+  }
+
+  void drain_wake() {
+    if (!wake.valid()) return;
+    std::uint64_t value = 0;
+    while (::read(wake.get(), &value, sizeof value) > 0) {
+    }
+  }
+
+  // Sleeps until an inotify event that matters, the poll interval (polling mode), or a wake.
+  void wait() {
+    for (;;) {
+      if (stop.load() || reopen.load()) return;
+      pollfd fds[2] = {};
+      nfds_t count = 0;
+      if (wake.valid()) fds[count++] = {wake.get(), POLLIN, 0};
+      const bool watching = inotify.valid();
+      if (watching) fds[count++] = {inotify.get(), POLLIN, 0};
+      int timeout = watching ? -1 : static_cast<int>(std::min<long long>(options.poll_interval.count(), INT_MAX));
+      if (!wake.valid()) timeout = timeout < 0 ? 100 : std::min(timeout, 100);  // no eventfd: check stop often
+      const int rc = ::poll(fds, count, timeout);
+      if (rc < 0) {
+        if (errno == EINTR) continue;
+        return;
+      }
+      if (rc == 0) return;
+      bool woken = false;
+      for (nfds_t i = 0; i < count; ++i) {
+        if (fds[i].revents == 0) continue;
+        if (fds[i].fd == wake.get()) {
+          drain_wake();
+          woken = true;
+        } else if ((fds[i].revents & (POLLERR | POLLNVAL)) != 0) {
+          fall_back_to_polling("inotify failed");  // never seen in practice; do not spin on it
+          woken = true;
+        } else if (consume_inotify_events()) {
+          woken = true;
+        }
+      }
+      if (woken) return;
+    }
+  }
+
+  // ---- errors and notices -------------------------------------------------------------------
+
+  void report_error(Tracked& t, std::string_view reason, const std::string& message) {
+    if (std::find(t.reported.begin(), t.reported.end(), reason) != t.reported.end()) return;
+    t.reported.emplace_back(reason);
+    sink.on_read_error(t.path, reason, message);
+  }
+  void notice_once(const std::string& key, const std::string& message) {
+    if (once.insert(key).second) sink.on_notice(message);
+  }
+
+  // ---- discovery ----------------------------------------------------------------------------
+
+  bool pattern_names(const std::string& pattern, const std::string& path) const {
+    if (!has_glob_chars(pattern)) return pattern == path;
+    return ::fnmatch(pattern.c_str(), path.c_str(), FNM_PATHNAME | FNM_PERIOD) == 0;
+  }
+
+  void discover() {
+    std::map<std::string, bool> matched;  // path -> named by a literal pattern
+    std::vector<FileId> seen_ids;
+    for (const std::string& pattern : options.patterns) {
+      if (rejected_pattern(pattern)) {
+        if (once.insert("reject:" + pattern).second) {
+          sink.on_read_error(pattern, "unsupported",
+                             "\"" + pattern + "\": stdin cannot be followed (and an empty pattern names nothing); "
+                             "read stdin without following instead");
+        }
+        continue;
+      }
+      bool present = false;
+      if (has_glob_chars(pattern)) {
+        for (const std::string& m : expand(pattern, 0)) {
+          if (m.back() == '/') continue;  // a directory
+          struct stat st {};
+          if (::stat(m.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+          seen_ids.push_back(id_of(st));
+          matched.emplace(m, false);
+          present = true;
+        }
+      } else {
+        matched[pattern] = true;
+        struct stat st {};
+        if (::stat(pattern.c_str(), &st) == 0) {
+          present = true;
+          seen_ids.push_back(id_of(st));
+        }
+      }
+      if (present) {
+        waiting.erase(pattern);
+      } else if (waiting.insert(pattern).second) {
+        sink.on_notice("waiting for " + pattern + " to appear");
+      }
+    }
+    // A retired file not named by any match this time will not be continued.
+    std::erase_if(retired, [&](const Retired& r) {
+      return std::find(seen_ids.begin(), seen_ids.end(), r.id) == seen_ids.end();
+    });
+    for (auto& [path, t] : tracked) t.matched = false;
+    for (const auto& [path, literal] : matched) {
+      Tracked& t = tracked[path];
+      t.path = path;
+      t.matched = true;
+      t.literal = t.literal || literal;
+    }
+    if (!first_pass_done) {
+      for (const auto& [path, pos] : resume_by_path) {
+        const bool named = std::any_of(options.patterns.begin(), options.patterns.end(), [&](const std::string& p) {
+          return !rejected_pattern(p) && pattern_names(p, path);
+        });
+        if (!named) {
+          notice_once("resume-unnamed:" + path, "ignoring the saved position of " + path + ": no pattern names it");
+          continue;
+        }
+        Tracked& t = tracked[path];  // a glob path may be missing now: tracked for the resume rules
+        if (t.path.empty()) t.matched = false;
+        t.path = path;
+        t.resume = pos;
+      }
+    }
+  }
+
+  // ---- opening files ------------------------------------------------------------------------
+
+  // The stream reading `id` and the path it reads under, if any.
+  std::pair<const Stream*, const Tracked*> find_open(const FileId& id) const {
+    for (const auto& [path, t] : tracked) {
+      for (const auto& s : t.old) {
+        if (s->id == id) return {s.get(), &t};
+      }
+      if (t.current && t.current->id == id) return {t.current.get(), &t};
+    }
+    return {nullptr, nullptr};
+  }
+
+  // Opens `file` (the path itself or, for resume, a renamed-away file) as a regular file. Errors
+  // are reported under t.path. Returns nullptr on error, or when the file is already open (read
+  // once only).
+  std::unique_ptr<Stream> open_file(Tracked& t, const std::string& file) {
+    const int raw = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (raw < 0) {
+      const int err = errno;
+      if (err != ENOENT) report_error(t, reason_for(err), os_message(file, err));
+      return nullptr;
+    }
+    Fd fd(raw);
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) {
+      report_error(t, reason_for(errno), os_message(file, errno));
+      return nullptr;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      report_error(t, "is_directory", os_message(file, EISDIR));
+      return nullptr;
+    }
+    if (!S_ISREG(st.st_mode)) {
+      report_error(t, "not_regular_file", file + ": not a regular file");
+      return nullptr;
+    }
+    const FileId id = id_of(st);
+    if (auto [other, owner] = find_open(id); other != nullptr) {
+      if (owner != &t && owner->current.get() == other && owner->attached) {
+        notice_once("alias:" + t.path, t.path + " is the same file as " + owner->path + "; reading it once, as " +
+                                           owner->path);
+      }
+      return nullptr;
+    }
+    t.reported.clear();  // recovered
+    return std::make_unique<Stream>(std::move(fd), id, options.max_line_bytes);
+  }
+
+  void start_at(Stream& s, std::uint64_t offset) {
+    s.splitter.reset(offset);
+    s.read_offset = offset;
+    s.fp_offset = UINT64_MAX;
+    ::lseek(s.fd.get(), static_cast<off_t>(offset), SEEK_SET);
+    s.skip_partial = false;
+    if (offset > 0) {
+      char before = '\n';
+      s.skip_partial = pread_full(s.fd.get(), &before, 1, offset - 1) == 1 && before != '\n';
+    }
+  }
+
+  static std::uint64_t size_of(const Stream& s) {
+    struct stat st {};
+    return ::fstat(s.fd.get(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+  }
+
+  static bool verifies(const Stream& s, std::uint64_t offset, std::uint64_t fingerprint, std::uint32_t bytes) {
+    if (size_of(s) < offset) return false;
+    const auto fp = fingerprint_before(s.fd.get(), offset, bytes);
+    return fp.has_value() && *fp == fingerprint;
+  }
+
+  // Opens the file now at t.path and decides where reading starts (see "Start" and "Resume").
+  void open_current(Tracked& t) {
+    auto s = open_file(t, t.path);
+    if (!s) return;
+    std::uint64_t start = 0;
+    if (!first_pass_done && !options.from_beginning && !t.start_from_zero) {
+      start = size_of(*s);
+    } else {
+      auto r = std::find_if(retired.begin(), retired.end(), [&](const Retired& x) { return x.id == s->id; });
+      if (r != retired.end()) {
+        if (verifies(*s, r->offset, r->fingerprint, r->fingerprint_bytes)) start = r->offset;
+        retired.erase(r);
+      }
+    }
+    start_at(*s, start);
+    t.start_from_zero = false;
+    t.current = std::move(s);
+    t.attached = true;
+    if (t.closed_by_delete) {
+      t.closed_by_delete = false;
+      sink.on_rotation(t.path);
+    }
+  }
+
+  // ---- resume ---------------------------------------------------------------------------------
+
+  struct Sibling {
+    std::string path;
+    std::int64_t mtime_ns = 0;
+    long long suffix = -1;  // numeric rotation suffix (app.log.2 -> 2), -1 if none
+    std::string name;
+    FileId id;
+    // Older first: older mtime, then the larger suffix (app.log.2 before app.log.1), then name.
+    bool operator<(const Sibling& o) const {
+      return std::tie(mtime_ns, o.suffix, name) < std::tie(o.mtime_ns, suffix, o.name);
+    }
+  };
+
+  static std::optional<Sibling> sibling_info(const std::string& dir, const std::string& name, const std::string& base) {
+    Sibling s;
+    s.name = name;
+    s.path = join(dir, name);
+    struct stat st {};
+    if (::stat(s.path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+    s.id = id_of(st);
+    s.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    if (name.size() > base.size() + 1 && name.compare(0, base.size(), base) == 0 && name[base.size()] == '.') {
+      const std::string digits = name.substr(base.size() + 1);
+      if (digits.size() < 18 && std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        s.suffix = std::stoll(digits);
+      }
+    }
+    return s;
+  }
+
+  void apply_resume(Tracked& t) {
+    const FilePosition pos = *t.resume;
+    t.resume.reset();
+    const FileId saved{pos.device, pos.inode};
+    struct stat st {};
+    const bool present = ::stat(t.path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+    if (present && id_of(st) == saved) {
+      auto s = open_file(t, t.path);
+      if (!s) return;
+      if (verifies(*s, pos.offset, pos.fingerprint, pos.fingerprint_bytes)) {
+        start_at(*s, pos.offset);
+        t.current = std::move(s);
+        t.attached = true;
+      } else {
+        start_at(*s, 0);
+        t.current = std::move(s);
+        t.attached = true;
+        sink.on_truncation(t.path);
+      }
+      return;
+    }
+    // Renamed away while we were stopped? Look for the saved file next to the path.
+    const std::string dir = dir_of(t.path);
+    const std::string base = base_of(t.path);
+    std::optional<Sibling> found;
+    std::vector<Sibling> siblings;
+    {
+      Dir d(dir);
+      while (auto name = d.next()) {
+        if (*name == base) continue;
+        auto info = sibling_info(dir, *name, base);
+        if (!info) continue;
+        if (info->id == saved) {
+          found = info;
+          continue;
+        }
+        const bool rotated_name = name->size() > base.size() + 1 && name->compare(0, base.size(), base) == 0 &&
+                                  ((*name)[base.size()] == '.' || (*name)[base.size()] == '-');
+        if (rotated_name && !is_compressed_name(*name) && !(present && info->id == id_of(st))) {
+          siblings.push_back(std::move(*info));
+        }
+      }
+    }
+    std::deque<std::unique_ptr<Stream>> chain;
+    if (found) {
+      auto s = open_file(t, found->path);
+      if (s && verifies(*s, pos.offset, pos.fingerprint, pos.fingerprint_bytes)) {
+        start_at(*s, pos.offset);
+        chain.push_back(std::move(s));
+        std::sort(siblings.begin(), siblings.end());
+        for (const Sibling& sib : siblings) {
+          if (!(*found < sib)) continue;  // older than the saved file: read before we stopped
+          auto next = open_file(t, sib.path);
+          if (!next) continue;
+          char magic[2] = {};
+          if (pread_full(next->fd.get(), magic, 2, 0) == 2 && static_cast<unsigned char>(magic[0]) == 0x1f &&
+              static_cast<unsigned char>(magic[1]) == 0x8b) {
+            continue;  // compressed under an uncompressed name
+          }
+          start_at(*next, 0);
+          chain.push_back(std::move(next));
+        }
+      }
+    }
+    if (chain.empty()) {
+      sink.on_notice(t.path + ": the file of its saved position (device " + std::to_string(pos.device) + ", inode " +
+                     std::to_string(pos.inode) + ", offset " + std::to_string(pos.offset) +
+                     ") is gone or changed; reading " + t.path + " from its start");
+      t.start_from_zero = true;
+      return;
+    }
+    t.start_from_zero = true;
+    if (!present) {
+      // The path names nothing yet: the newest file is the path's renamed-away file, still open.
+      t.current = std::move(chain.back());
+      chain.pop_back();
+      t.attached = false;
+    }
+    t.old = std::move(chain);
+  }
+
+  // ---- reading --------------------------------------------------------------------------------
+
+  void feed(const Tracked& t, Stream& s, std::string_view data) {
+    const std::uint64_t chunk_start = s.read_offset;
+    s.read_offset += data.size();
+    if (s.skip_partial) {
+      const void* nl = std::memchr(data.data(), '\n', data.size());
+      if (nl == nullptr) return;  // still inside the line we started in
+      const auto skipped = static_cast<std::size_t>(static_cast<const char*>(nl) - data.data()) + 1;
+      s.skip_partial = false;
+      s.splitter.reset(chunk_start + skipped);
+      data.remove_prefix(skipped);
+    }
+    s.splitter.feed(
+        data, [&](std::string_view line) { sink.on_line(t.path, line); },
+        [&](std::uint64_t bytes) { sink.on_oversize(t.path, bytes); });
+  }
+
+  ReadResult read_stream(Tracked& t, Stream& s, std::uint64_t& budget) {
+    for (;;) {
+      if (stop.load(std::memory_order_relaxed)) return ReadResult::kStopped;
+      if (budget == 0) return ReadResult::kMore;
+      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), budget));
+      const ssize_t n = ::read(s.fd.get(), buffer.data(), want);
+      if (n < 0) {
+        const int err = errno;
+        if (err == EINTR) continue;
+        if (err == EAGAIN) return ReadResult::kEnd;
+        report_error(t, reason_for(err), os_message(t.path, err));
+        return ReadResult::kError;
+      }
+      if (n == 0) return ReadResult::kEnd;
+      t.reported.clear();
+      feed(t, s, std::string_view(buffer.data(), static_cast<std::size_t>(n)));
+      budget -= static_cast<std::uint64_t>(n);
+      sink.on_chunk_done(t.path, static_cast<std::uint64_t>(n));
+    }
+  }
+
+  // The file is done: hand out its last line, remember it if still linked, close it.
+  void finish(Tracked& t, Stream& s) {
+    s.splitter.finish([&](std::string_view line) { sink.on_line(t.path, line); },
+                      [&](std::uint64_t bytes) { sink.on_oversize(t.path, bytes); });
+    struct stat st {};
+    if (::fstat(s.fd.get(), &st) == 0 && st.st_nlink > 0) {
+      const std::uint32_t bytes = static_cast<std::uint32_t>(std::min<std::uint64_t>(kFingerprintBytes, s.read_offset));
+      if (auto fp = fingerprint_before(s.fd.get(), s.read_offset, bytes)) {
+        std::erase_if(retired, [&](const Retired& r) { return r.id == s.id; });
+        retired.push_back({s.id, s.read_offset, *fp, bytes});
+      }
+    }
+    s.fd.reset();
+  }
+
+  // One path: rotation and truncation checks, then reading. Returns whether it has more to read.
+  bool service(Tracked& t) {
+    struct stat st {};
+    const bool stat_ok = ::stat(t.path.c_str(), &st) == 0;
+    const int stat_err = stat_ok ? 0 : errno;
+    const bool present = stat_ok && S_ISREG(st.st_mode);
+    if (stat_ok && S_ISDIR(st.st_mode)) {
+      report_error(t, "is_directory", os_message(t.path, EISDIR));
+    } else if (stat_ok && !present) {
+      report_error(t, "not_regular_file", t.path + ": not a regular file");
+    } else if (!stat_ok && stat_err != ENOENT && stat_err != ENOTDIR) {
+      report_error(t, reason_for(stat_err), os_message(t.path, stat_err));  // e.g. a directory we cannot search
+    }
+
+    if (present && t.current && id_of(st) != t.current->id) {
+      t.old.push_back(std::move(t.current));  // rotated: finish the old file first
+      t.attached = false;
+    }
+    if (present && !t.current) open_current(t);
+    if (t.current) t.attached = present && id_of(st) == t.current->id;
+
+    if (t.current) {
+      struct stat now {};
+      if (::fstat(t.current->fd.get(), &now) == 0 && static_cast<std::uint64_t>(now.st_size) < t.current->read_offset) {
+        start_at(*t.current, 0);  // copytruncate: the partial line held is dropped
+        sink.on_truncation(t.path);
+      }
+    }
+
+    std::uint64_t budget = std::max<std::uint64_t>(kMaxBytesPerPathPerPass, buffer.size());
+    while (!t.old.empty()) {
+      const ReadResult r = read_stream(t, *t.old.front(), budget);
+      if (r != ReadResult::kEnd) return r == ReadResult::kMore;
+      finish(t, *t.old.front());
+      t.old.pop_front();
+      sink.on_rotation(t.path);
+    }
+    if (!t.current) return false;
+    const ReadResult r = read_stream(t, *t.current, budget);
+    if (r == ReadResult::kEnd && !t.attached) {
+      struct stat now {};
+      const bool deleted = ::fstat(t.current->fd.get(), &now) == 0 && now.st_nlink == 0;
+      // Keep a renamed-away file of a literal path open until the path names a file again (the
+      // writer may still append to it); a deleted file or a lost glob match is done.
+      if (deleted || !t.literal) {
+        const bool rotation_next = deleted;
+        finish(t, *t.current);
+        t.current.reset();
+        t.closed_by_delete = rotation_next;
+      }
+    }
+    return r == ReadResult::kMore;
+  }
+
+  // ---- passes ---------------------------------------------------------------------------------
+
+  void reopen_all() {
+    for (auto& [path, t] : tracked) {
+      if (!t.current || !t.attached) continue;
+      const int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+      if (raw < 0) continue;  // the pass reports what is wrong with the path
+      Fd fd(raw);
+      struct stat st {};
+      if (::fstat(fd.get(), &st) != 0 || id_of(st) != t.current->id) continue;  // a rotation: the pass sees it
+      if (::lseek(fd.get(), static_cast<off_t>(t.current->read_offset), SEEK_SET) < 0) continue;
+      t.current->fd = std::move(fd);
+    }
+    if (!options.force_polling && !inotify.valid()) start_inotify();
+  }
+
+  std::size_t open_files() const {
+    std::size_t n = 0;
+    for (const auto& [path, t] : tracked) n += t.old.size() + (t.current ? 1 : 0);
+    return n;
+  }
+
+  bool pass() {
+    if (reopen.exchange(false)) reopen_all();
+    consume_inotify_events();  // bookkeeping only: this pass looks at everything anyway
+    discover();
+    update_watches();
+    if (!first_pass_done) {
+      // Before any path is read, so the files of a resume chain are claimed by their path.
+      for (auto& [path, t] : tracked) {
+        if (t.resume) apply_resume(t);
+      }
+    }
+    bool more = false;
+    for (auto& [path, t] : tracked) {
+      if (stop.load()) break;
+      more = service(t) || more;
+    }
+    std::erase_if(tracked, [](const auto& entry) {
+      const Tracked& t = entry.second;
+      return !t.literal && !t.matched && !t.current && t.old.empty() && !t.resume;
+    });
+    first_pass_done = true;
+    const std::size_t files = open_files();
+    if (files != last_files_watched) {
+      last_files_watched = files;
+      sink.on_files_watched(files);
+    }
+    return more;
+  }
+
+  void report_exception(const char* what) {
+    try {
+      sink.on_notice(std::string("follower stopped by an unexpected error: ") + what);
+    } catch (...) {
+      // The sink threw again; nothing more can be said.
+    }
+  }
+};
+
+Follower::Follower(FollowOptions options, FollowerSink& sink)
+    : impl_(std::make_unique<Impl>(std::move(options), sink)) {}
+Follower::~Follower() = default;
+
+std::string Follower::check(const FollowOptions& options) {
+  if (options.patterns.empty()) return "nothing to follow: no paths given";
+  for (const std::string& p : options.patterns) {
+    if (p == "-") return "\"-\" (stdin) cannot be followed: stdin is read once, without --follow semantics";
+    if (p.empty()) return "an empty path cannot be followed";
+  }
+  return "";
+}
+
+void Follower::poll_once() {
+  try {
+    impl_->pass();
+  } catch (const std::exception& e) {
+    impl_->report_exception(e.what());
+  } catch (...) {
+    impl_->report_exception("unknown exception");
+  }
+}
+
+void Follower::run() {
+  try {
+    while (!impl_->stop.load()) {
+      const bool more = impl_->pass();
+      if (impl_->stop.load()) break;
+      if (more) {
+        impl_->consume_inotify_events();  // keep the queue short while catching up
+        continue;
+      }
+      impl_->wait();
+    }
+  } catch (const std::exception& e) {
+    impl_->report_exception(e.what());
+  } catch (...) {
+    impl_->report_exception("unknown exception");
+  }
+}
+
+void Follower::request_stop() {
+  impl_->stop.store(true);
+  if (impl_->wake.valid()) {
+    const std::uint64_t one = 1;
+    if (::write(impl_->wake.get(), &one, sizeof one) < 0) {
+      // Counter full (cannot happen in practice): run() is awake anyway.
+    }
+  }
+}
+
+void Follower::request_reopen() {
+  impl_->reopen.store(true);
+  if (impl_->wake.valid()) {
+    const std::uint64_t one = 1;
+    if (::write(impl_->wake.get(), &one, sizeof one) < 0) {
+      // See request_stop().
+    }
+  }
+}
+
+bool Follower::using_inotify() const { return impl_->inotify.valid(); }
+
+std::vector<FilePosition> Follower::positions() const {
+  std::vector<FilePosition> out;
+  for (const auto& [path, t] : impl_->tracked) {
+    const Stream* s = !t.old.empty() ? t.old.front().get() : t.current.get();
+    if (s == nullptr) continue;
+    const std::uint64_t offset = s->splitter.complete_offset();
+    if (s->fp_offset != offset) {
+      const auto bytes = static_cast<std::uint32_t>(std::min<std::uint64_t>(kFingerprintBytes, offset));
+      const auto fp = fingerprint_before(s->fd.get(), offset, bytes);
+      s->fp = fp.value_or(kFnvOffsetBasis);
+      s->fp_bytes = fp ? bytes : 0;  // unreadable: the position is then checked by size only
+      s->fp_offset = offset;
+    }
+    out.push_back({path, s->id.device, s->id.inode, offset, s->fp, s->fp_bytes});
+  }
+  return out;
+}
+
+}  // namespace nle
