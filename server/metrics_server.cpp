@@ -1,0 +1,579 @@
+// HTTP serving with cpp-httplib 0.11 (Debian's split build). Notes on how 0.11 behaves, verified
+// with real requests, that shape this file:
+//  - Response::set_content() bodies are compressed by httplib itself (brotli first, then gzip,
+//    by substring match on Accept-Encoding, ignoring q=0) when the Content-Type starts with
+//    "text/", and it does so even if the handler already set Content-Encoding (double encoding).
+//    Bodies given through set_content_provider(length, ...) are never compressed. So every body
+//    here goes through a length-based content provider and the only gzip layer is ours.
+//  - A Range header is applied to whatever the handler returns. Leaving a 2xx status at -1 lets
+//    httplib answer 206 with Content-Range; an explicit 200 would send a slice under 200.
+//  - The default socket options set SO_REUSEPORT, which would let a second exporter bind the
+//    same port silently; we set SO_REUSEADDR only.
+//  - Server::stop() does nothing until listen_after_bind() has marked the server running, and
+//    the destructor does not close a bound listener; start() waits for is_running() and stop()
+//    closes a never-started listener itself.
+//  - The pre-routing handler runs before a request body is read. Requests that carry a body are
+//    left to httplib (which reads it, bounded by the payload limit) and reach the same dispatch
+//    through catch-all handlers, so an unread body never poisons a keep-alive connection.
+//  - The logger runs once per response written (including httplib's own 400/413/414), after the
+//    body and before the connection closes: that is where the ResponseObserver is called.
+#include "server/metrics_server.h"
+
+#define ZLIB_CONST
+#include <httplib.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <climits>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <optional>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace nle {
+namespace {
+
+constexpr std::size_t kThreads = 4;           // the host has 2 cores; a slow client holds one
+constexpr time_t kIoTimeoutSeconds = 10;      // per read/write on a client socket
+// How long a connection may sit idle before (or between) requests. Scrape intervals are longer
+// than this, so keep-alive buys nothing; it also bounds how long stop() waits on idle clients,
+// because httplib only notices the closed listener between requests.
+constexpr time_t kIdleTimeoutSeconds = 2;
+constexpr std::size_t kMaxRequestBody = 65536;  // we accept no bodies; this bounds the discard
+constexpr std::string_view kAllow = "GET, HEAD";
+constexpr std::string_view kTextContentType = "text/plain; charset=utf-8";
+constexpr std::string_view kHtmlContentType = "text/html; charset=utf-8";
+
+// ---------------------------------------------------------------------------------------------
+// Header parsing (RFC 9110 lists: elements separated by commas, parameters by semicolons).
+
+bool is_ows(char c) { return c == ' ' || c == '\t'; }
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && is_ows(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_ows(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+// Splits at `sep` outside double-quoted strings (a backslash escapes inside quotes).
+std::vector<std::string_view> split_unquoted(std::string_view s, char sep) {
+  std::vector<std::string_view> parts;
+  bool quoted = false;
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (quoted) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        quoted = false;
+      }
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == sep) {
+      parts.push_back(s.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  parts.push_back(s.substr(start));
+  return parts;
+}
+
+std::string unquote(std::string_view v) {
+  if (v.size() < 2 || v.front() != '"' || v.back() != '"') return std::string(v);
+  std::string out;
+  for (std::size_t i = 1; i + 1 < v.size(); ++i) {
+    if (v[i] == '\\' && i + 2 < v.size()) ++i;
+    out.push_back(v[i]);
+  }
+  return out;
+}
+
+// qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] ), read leniently as a number in
+// [0, 1]; anything else is invalid.
+std::optional<double> parse_qvalue(std::string_view v) {
+  v = trim(v);
+  double q = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), q);
+  if (v.empty() || ec != std::errc{} || end != v.data() + v.size() || !std::isfinite(q) || q < 0 ||
+      q > 1) {
+    return std::nullopt;
+  }
+  return q;
+}
+
+struct ListElement {
+  std::string value;  // lower-cased media range or coding
+  std::optional<std::string> version;
+  double q = 1;
+};
+
+// Parses "a;q=0.5;version=1, b" into elements; elements that are empty or carry an invalid
+// q-value are dropped.
+std::vector<ListElement> parse_list(std::string_view header) {
+  std::vector<ListElement> out;
+  for (const std::string_view element : split_unquoted(header, ',')) {
+    const std::vector<std::string_view> parts = split_unquoted(element, ';');
+    ListElement e;
+    e.value = lower(trim(parts.front()));
+    if (e.value.empty()) continue;
+    bool valid = true;
+    for (std::size_t i = 1; i < parts.size(); ++i) {
+      const std::string_view param = trim(parts[i]);
+      const std::size_t eq = param.find('=');
+      const std::string name = lower(trim(param.substr(0, eq)));
+      const std::string_view value = eq == std::string_view::npos ? "" : trim(param.substr(eq + 1));
+      if (name == "q") {
+        const std::optional<double> q = parse_qvalue(value);
+        if (!q) {
+          valid = false;
+          break;
+        }
+        e.q = *q;
+        // Parameters after q are accept-ext, not media type parameters.
+        break;
+      }
+      if (name == "version") e.version = unquote(value);
+    }
+    if (valid) out.push_back(std::move(e));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response bodies.
+
+// One gzip member (RFC 1952) of `in`; nullopt if zlib fails (the caller then sends it plain).
+std::optional<std::string> gzip(std::string_view in) {
+  if (in.size() > UINT_MAX) return std::nullopt;
+  z_stream zs{};
+  if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+      Z_OK) {
+    return std::nullopt;
+  }
+  const uLong bound = deflateBound(&zs, static_cast<uLong>(in.size()));
+  std::optional<std::string> out;
+  if (bound <= UINT_MAX) {
+    std::string buffer(bound, '\0');
+    zs.next_in = reinterpret_cast<const Bytef*>(in.data());
+    zs.avail_in = static_cast<uInt>(in.size());
+    zs.next_out = reinterpret_cast<Bytef*>(buffer.data());
+    zs.avail_out = static_cast<uInt>(buffer.size());
+    if (deflate(&zs, Z_FINISH) == Z_STREAM_END) {
+      buffer.resize(zs.total_out);
+      out = std::move(buffer);
+    }
+  }
+  deflateEnd(&zs);
+  return out;
+}
+
+std::string html_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (const char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out.push_back(c);
+    }
+  }
+  return out;
+}
+
+std::string landing_page(const ServerOptions& o) {
+  const std::string path = html_escape(o.telemetry_path);
+  return "<!DOCTYPE html>\n"
+         "<html lang=\"en\">\n"
+         "<head><meta charset=\"utf-8\"><title>nixfleet-log-exporter</title></head>\n"
+         "<body>\n"
+         "<h1>nixfleet-log-exporter</h1>\n"
+         "<p>Version " + html_escape(o.version) + ", revision " + html_escape(o.revision) + "</p>\n"
+         "<ul>\n"
+         "<li><a href=\"" + path + "\">" + path + "</a></li>\n"
+         "<li><a href=\"/-/healthy\">/-/healthy</a></li>\n"
+         "<li><a href=\"/-/ready\">/-/ready</a></li>\n"
+         "</ul>\n"
+         "</body>\n"
+         "</html>\n";
+}
+
+// Sets status, headers and body. A 2xx status is left to httplib (see the file comment on
+// Range); the body goes through a content provider so httplib never compresses it.
+void respond(httplib::Response& res, int status, std::string_view content_type, std::string body) {
+  res.status = status >= 200 && status < 300 ? -1 : status;
+  if (body.empty()) {
+    res.set_content(std::string(), std::string(content_type));
+    return;
+  }
+  auto shared = std::make_shared<const std::string>(std::move(body));
+  res.set_content_provider(shared->size(), std::string(content_type),
+                           [shared](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+                             if (offset > shared->size()) return false;
+                             length = std::min(length, shared->size() - offset);
+                             return sink.write(shared->data() + offset, length);
+                           });
+}
+
+// Joins every instance of a list header (a client may split one over several lines).
+std::string joined_header(const httplib::Request& req, const char* name) {
+  std::string out;
+  const std::size_t n = req.get_header_value_count(name);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i > 0) out += ", ";
+    out += req.get_header_value(name, i);
+  }
+  return out;
+}
+
+// Whether httplib would read a body for this request (it does for these methods only).
+bool carries_body(const httplib::Request& req) {
+  const bool body_method = req.method == "POST" || req.method == "PUT" || req.method == "PATCH" ||
+                           req.method == "DELETE";
+  if (!body_method) return false;
+  if (req.has_header("Transfer-Encoding")) return true;
+  const std::string length = req.get_header_value("Content-Length");
+  return !length.empty() && length.find_first_not_of('0') != std::string::npos;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listen address.
+
+struct HostPort {
+  std::string host;
+  int port = 0;
+};
+
+std::optional<HostPort> parse_listen_address(std::string_view address) {
+  HostPort hp;
+  std::string_view port;
+  if (!address.empty() && address.front() == '[') {
+    const std::size_t close = address.find(']');
+    if (close == std::string_view::npos || close + 1 >= address.size() || address[close + 1] != ':') {
+      return std::nullopt;
+    }
+    hp.host = std::string(address.substr(1, close - 1));
+    if (hp.host.empty()) return std::nullopt;
+    port = address.substr(close + 2);
+  } else {
+    const std::size_t colon = address.rfind(':');
+    if (colon == std::string_view::npos) return std::nullopt;
+    hp.host = std::string(address.substr(0, colon));
+    if (hp.host.find(':') != std::string::npos) return std::nullopt;  // IPv6 needs brackets
+    port = address.substr(colon + 1);
+  }
+  if (hp.host.empty()) hp.host = "0.0.0.0";  // ":9761": every IPv4 interface
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string_view::npos) {
+    return std::nullopt;
+  }
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), hp.port);
+  if (ec != std::errc{} || end != port.data() + port.size() || hp.port > 65535) return std::nullopt;
+  return hp;
+}
+
+// httplib reports only that binding failed. Repeat what it does (resolve, socket, SO_REUSEADDR,
+// bind, listen) to find out why; if that now succeeds the port was freed in between.
+std::string bind_failure_reason(const HostPort& hp) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* result = nullptr;
+  const std::string service = std::to_string(hp.port);
+  if (const int rc = ::getaddrinfo(hp.host.c_str(), service.c_str(), &hints, &result); rc != 0) {
+    return ::gai_strerror(rc);
+  }
+  std::string reason = "unknown error";
+  for (addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
+    const int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) {
+      reason = std::strerror(errno);
+      continue;
+    }
+    int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    if (ai->ai_family == AF_INET6) {
+      int no = 0;
+      ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &no, sizeof no);
+    }
+    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd, 1) != 0) {
+      reason = std::strerror(errno);
+    }
+    ::close(fd);
+  }
+  ::freeaddrinfo(result);
+  return reason;
+}
+
+// Exposes the listening socket so that a bound but never started server can be closed.
+class HttpServer final : public httplib::Server {
+ public:
+  void close_unstarted_listener() {
+    const socket_t sock = svr_sock_.exchange(INVALID_SOCKET);
+    if (sock != INVALID_SOCKET) ::close(sock);
+  }
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Negotiation.
+
+ExpositionFormat negotiate_format(std::string_view accept_header) {
+  double openmetrics_q = 0;
+  double text_q = 0;
+  double any_q = 0;
+  for (const ListElement& e : parse_list(accept_header)) {
+    if (e.value == "application/openmetrics-text") {
+      if (!e.version || *e.version == "1.0.0") openmetrics_q = std::max(openmetrics_q, e.q);
+    } else if (e.value == "text/plain" || e.value == "text/*") {
+      text_q = std::max(text_q, e.q);
+    } else if (e.value == "*/*") {
+      any_q = std::max(any_q, e.q);
+    }
+  }
+  return openmetrics_q > text_q && openmetrics_q > any_q ? ExpositionFormat::openmetrics
+                                                         : ExpositionFormat::prometheus;
+}
+
+bool accepts_gzip(std::string_view accept_encoding_header) {
+  std::optional<double> gzip_q;
+  std::optional<double> any_q;
+  for (const ListElement& e : parse_list(accept_encoding_header)) {
+    if (e.value == "gzip" || e.value == "x-gzip") {
+      gzip_q = std::max(gzip_q.value_or(0), e.q);
+    } else if (e.value == "*") {
+      any_q = std::max(any_q.value_or(0), e.q);
+    }
+  }
+  if (gzip_q) return *gzip_q > 0;
+  return any_q.value_or(0) > 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server.
+
+struct MetricsServer::Impl {
+  enum class State { idle, bound, running, stopped };
+
+  ServerOptions options;
+  SnapshotFn snapshot;
+  ResponseObserver observer;
+  std::string landing;
+  std::atomic<bool> ready{false};
+  std::atomic<int> port{0};
+  State state = State::idle;
+  HttpServer http;
+  std::thread thread;
+  std::atomic<bool> listen_returned{false};
+
+  void configure();
+  void handle(const httplib::Request& req, httplib::Response& res) const noexcept;
+  void dispatch(const httplib::Request& req, httplib::Response& res) const;
+  void serve_metrics(const httplib::Request& req, httplib::Response& res) const;
+};
+
+void MetricsServer::Impl::configure() {
+  http.new_task_queue = [] { return new httplib::ThreadPool(kThreads); };
+  http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  http.set_read_timeout(kIoTimeoutSeconds, 0);
+  http.set_write_timeout(kIoTimeoutSeconds, 0);
+  http.set_keep_alive_timeout(kIdleTimeoutSeconds);
+  http.set_payload_max_length(kMaxRequestBody);
+
+  http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (carries_body(req)) return httplib::Server::HandlerResponse::Unhandled;
+    handle(req, res);
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  const httplib::Server::Handler after_body = [this](const httplib::Request& req,
+                                                     httplib::Response& res) { handle(req, res); };
+  http.Post(".*", after_body);
+  http.Put(".*", after_body);
+  http.Patch(".*", after_body);
+  http.Delete(".*", after_body);
+
+  http.set_logger([this](const httplib::Request&, const httplib::Response& res) {
+    if (!observer) return;
+    try {
+      observer(res.status);
+    } catch (...) {
+      // The observer is the caller's; a throw must not take down a server thread.
+    }
+  });
+}
+
+void MetricsServer::Impl::handle(const httplib::Request& req,
+                                 httplib::Response& res) const noexcept {
+  try {
+    dispatch(req, res);
+  } catch (...) {
+    try {
+      res.headers.clear();
+      res.content_provider_ = nullptr;
+      res.content_length_ = 0;
+      res.body.clear();
+      respond(res, 500, kTextContentType, "internal server error\n");
+    } catch (...) {
+      res.status = 500;
+    }
+  }
+}
+
+void MetricsServer::Impl::dispatch(const httplib::Request& req, httplib::Response& res) const {
+  const std::string& path = req.path;
+  const bool known = path == options.telemetry_path || path == "/" || path == "/-/healthy" ||
+                     path == "/-/ready";
+  if (!known) {
+    respond(res, 404, kTextContentType, "404 page not found\n");
+    return;
+  }
+  if (req.method != "GET" && req.method != "HEAD") {
+    res.set_header("Allow", std::string(kAllow));
+    respond(res, 405, kTextContentType, "405 method not allowed\n");
+    return;
+  }
+  if (path == options.telemetry_path) {
+    serve_metrics(req, res);
+  } else if (path == "/") {
+    respond(res, 200, kHtmlContentType, landing);
+  } else if (path == "/-/healthy") {
+    respond(res, 200, kTextContentType, "OK");
+  } else if (ready.load(std::memory_order_relaxed)) {
+    respond(res, 200, kTextContentType, "OK");
+  } else {
+    respond(res, 503, kTextContentType, "not ready\n");
+  }
+}
+
+void MetricsServer::Impl::serve_metrics(const httplib::Request& req,
+                                        httplib::Response& res) const {
+  const ExpositionFormat format = negotiate_format(joined_header(req, "Accept"));
+  RenderOptions render_options;
+  render_options.format = format;
+  render_options.include_created = format == ExpositionFormat::openmetrics;
+  // The caller's lock is held inside snapshot() only; rendering and compression run outside it.
+  // HEAD renders too, so that its Content-Length and Content-Encoding are GET's; httplib then
+  // sends no body.
+  std::string body = render(snapshot(), render_options);
+  res.set_header("Vary", "Accept-Encoding");
+  if (accepts_gzip(joined_header(req, "Accept-Encoding"))) {
+    if (std::optional<std::string> compressed = gzip(body)) {
+      body = std::move(*compressed);
+      res.set_header("Content-Encoding", "gzip");
+    }
+  }
+  respond(res, 200,
+          format == ExpositionFormat::openmetrics ? kOpenMetricsContentType
+                                                  : kPrometheusContentType,
+          std::move(body));
+}
+
+MetricsServer::MetricsServer(ServerOptions options, SnapshotFn snapshot, ResponseObserver observer)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->options = std::move(options);
+  impl_->snapshot = std::move(snapshot);
+  impl_->observer = std::move(observer);
+  impl_->landing = landing_page(impl_->options);
+  impl_->configure();
+}
+
+MetricsServer::~MetricsServer() { stop(); }
+
+std::string MetricsServer::bind() {
+  Impl& d = *impl_;
+  const std::string& address = d.options.listen_address;
+  try {
+    if (d.state != Impl::State::idle) return "cannot listen on " + address + ": already bound";
+    if (d.options.telemetry_path.empty() || d.options.telemetry_path.front() != '/') {
+      return "invalid telemetry path \"" + d.options.telemetry_path + "\": must start with '/'";
+    }
+    const std::optional<HostPort> hp = parse_listen_address(address);
+    if (!hp) {
+      return "cannot listen on " + address + ": invalid address (want host:port or [ipv6]:port)";
+    }
+    int bound = 0;
+    if (hp->port == 0) {
+      bound = d.http.bind_to_any_port(hp->host);
+    } else if (d.http.bind_to_port(hp->host, hp->port)) {
+      bound = hp->port;
+    } else {
+      bound = -1;
+    }
+    if (bound <= 0) {
+      d.http.close_unstarted_listener();  // getsockname() may fail after a successful bind
+      return "cannot listen on " + address + ": " + bind_failure_reason(*hp);
+    }
+    d.port.store(bound);
+    d.state = Impl::State::bound;
+    return "";
+  } catch (const std::exception& e) {
+    return "cannot listen on " + address + ": " + e.what();
+  }
+}
+
+int MetricsServer::port() const { return impl_->port.load(); }
+
+void MetricsServer::start() {
+  Impl& d = *impl_;
+  if (d.state != Impl::State::bound) return;
+  try {
+    d.thread = std::thread([&d] {
+      d.http.listen_after_bind();
+      d.listen_returned.store(true);
+    });
+  } catch (...) {
+    return;  // no thread: stays bound, stop() closes the listener
+  }
+  d.state = Impl::State::running;
+  // Server::stop() is a no-op until the listen loop has marked itself running, so wait for that.
+  // The socket already listens, so connections made after this returns queue in the backlog.
+  while (!d.http.is_running() && !d.listen_returned.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+void MetricsServer::stop() {
+  Impl& d = *impl_;
+  try {
+    if (d.state == Impl::State::running) {
+      d.http.stop();
+      if (d.thread.joinable()) d.thread.join();
+    } else if (d.state == Impl::State::bound) {
+      d.http.close_unstarted_listener();
+    }
+  } catch (...) {
+    // join() only throws for a thread that is not joinable, which we checked.
+  }
+  if (d.state != Impl::State::idle) d.state = Impl::State::stopped;
+}
+
+void MetricsServer::set_ready(bool ready) { impl_->ready.store(ready, std::memory_order_relaxed); }
+
+}  // namespace nle
