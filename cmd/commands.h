@@ -1,0 +1,61 @@
+// The subcommands, each a function of a validated config. main.cpp turns flags into these
+// configs; nothing here parses flags. Exit codes: 0 success, 1 an input could not be read or a
+// runtime failure, 2 a usage error.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "exporter/exposition.h"
+#include "parsers/line_parser.h"
+
+namespace nle {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitInputError = 1;
+inline constexpr int kExitUsage = 2;
+
+struct IngestConfig {
+  InputFormat input_format = InputFormat::auto_detect;
+  std::size_t max_line_bytes = 1 << 20;
+  std::size_t max_series = 10000;
+  std::optional<std::string> cp_version;
+  std::optional<std::string> cp_git_commit;
+};
+
+struct ReplayConfig {
+  IngestConfig ingest;
+  std::vector<std::string> inputs;  // paths; "-" is stdin
+  ExpositionFormat output_format = ExpositionFormat::prometheus;
+  unsigned threads = 0;  // 0: one per core
+};
+
+// Reads every input to its end, prints the exposition on stdout and a summary on stderr.
+int run_replay(const ReplayConfig& config);
+
+enum class LogFormat : unsigned char { logfmt, json };
+enum class LogLevel : unsigned char { debug, info, warn, error };
+
+struct FollowConfig {
+  IngestConfig ingest;
+  std::vector<std::string> inputs;  // paths or globs; empty or "-": stdin
+  std::string listen_address = "127.0.0.1:9761";
+  std::string telemetry_path = "/metrics";
+  bool from_beginning = false;
+  std::chrono::milliseconds poll_interval{1000};
+  bool force_polling = false;
+  bool linger = false;
+  LogLevel log_level = LogLevel::info;
+  LogFormat log_format = LogFormat::logfmt;
+};
+
+// Follows the inputs and serves the metrics until SIGTERM/SIGINT (or end of stdin).
+int run_follow(const FollowConfig& config);
+
+// The exporter's version line for --version.
+std::string version_text();
+
+}  // namespace nle

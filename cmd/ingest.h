@@ -1,0 +1,44 @@
+// The one place a line becomes counts: parser -> registry. Replay and follow both feed lines
+// through a LineIngester, so the two modes cannot disagree on what a line means.
+// Not thread-safe: one per thread, each with its own registry (or under the caller's lock).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "exporter/registry.h"
+#include "parsers/line_parser.h"
+
+namespace nle {
+
+class LineIngester {
+ public:
+  LineIngester(InputFormat format, Registry& registry) : parser_(format), registry_(&registry) {}
+
+  // One complete line, newline removed. `order` ranks build-info lines: the highest wins.
+  void line(std::string_view line, std::uint64_t order);
+  // End of input, or the source caught up with its writer: a held multi-line record is complete.
+  void end_of_input(std::uint64_t order);
+  // A line over --max-line-bytes, already dropped by the splitter.
+  void oversize_line(std::uint64_t bytes_without_newline);
+  // Adds the bytes a source consumed (newlines included) to bytes_read.
+  void bytes(std::uint64_t n) { pending_bytes_ += n; }
+  // Moves the line and byte counts gathered so far into the registry.
+  void flush();
+
+  void set_registry(Registry& registry) { registry_ = &registry; }
+  // `__CURSOR` of the last journald JSON record seen ("" if none).
+  const std::string& last_journal_cursor() const { return last_cursor_; }
+
+ private:
+  void record(const ParseResult& result, std::uint64_t order);
+
+  LineParser parser_;
+  Registry* registry_;
+  std::uint64_t pending_lines_ = 0;
+  std::uint64_t pending_bytes_ = 0;
+  std::string last_cursor_;
+};
+
+}  // namespace nle

@@ -1,0 +1,141 @@
+// Flags only: turn the command line into a validated config and hand it to a subcommand.
+// Every usage error (CLI11's included) exits 2 before any work starts.
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <string>
+
+#include "cmd/commands.h"
+
+namespace {
+
+using nle::ExpositionFormat;
+using nle::InputFormat;
+
+// "250ms", "2s", "1m" -> milliseconds; a bare number is seconds, as in Prometheus flags.
+std::optional<std::chrono::milliseconds> parse_duration(const std::string& text) {
+  std::size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (...) {
+    return std::nullopt;
+  }
+  const std::string unit = text.substr(used);
+  double ms = 0;
+  if (unit == "ms") ms = value;
+  else if (unit == "s" || unit.empty()) ms = value * 1000;
+  else if (unit == "m") ms = value * 60000;
+  else return std::nullopt;
+  if (!(ms >= 1) || ms > 86400000) return std::nullopt;
+  return std::chrono::milliseconds(static_cast<long long>(ms));
+}
+
+struct IngestFlags {
+  std::string input_format = "auto";
+  std::size_t max_line_bytes = 1 << 20;
+  std::size_t max_series = 10000;
+  std::string cp_version;
+  std::string cp_git_commit;
+};
+
+void add_ingest_flags(CLI::App& command, IngestFlags& flags) {
+  command.add_option("--input-format", flags.input_format, "Log shape: auto (detected per line), json, text, journald")
+      ->check(CLI::IsMember({"auto", "json", "text", "journald"}))
+      ->capture_default_str();
+  command.add_option("--max-line-bytes", flags.max_line_bytes, "Longer lines are skipped and counted (accepts KiB/MiB)")
+      ->transform(CLI::AsSizeValue(false))
+      ->check(CLI::Range(std::size_t{64}, std::size_t{1} << 30))
+      ->capture_default_str();
+  command.add_option("--max-series", flags.max_series, "Label sets per family; events beyond are counted as dropped")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10000000}))
+      ->capture_default_str();
+  command.add_option("--cp-version", flags.cp_version, "Control plane version label (default: from its log)");
+  command.add_option("--cp-git-commit", flags.cp_git_commit, "Control plane git_commit label (default: from its log)");
+}
+
+nle::IngestConfig ingest_config(const IngestFlags& flags) {
+  nle::IngestConfig config;
+  config.input_format = *nle::parse_input_format(flags.input_format);  // IsMember checked it
+  config.max_line_bytes = flags.max_line_bytes;
+  config.max_series = flags.max_series;
+  if (!flags.cp_version.empty()) config.cp_version = flags.cp_version;
+  if (!flags.cp_git_commit.empty()) config.cp_git_commit = flags.cp_git_commit;
+  return config;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Turns the nixfleet control plane's log into Prometheus metrics.", "nixfleet-log-exporter"};
+  app.set_version_flag("--version", nle::version_text());
+  app.require_subcommand(1);
+
+  IngestFlags replay_ingest;
+  std::vector<std::string> replay_inputs;
+  std::string output_format = "prometheus";
+  unsigned threads = 0;
+  CLI::App* replay = app.add_subcommand("replay", "Read log files to their end, print the metrics and exit");
+  replay->add_option("inputs", replay_inputs, "Log files (gzip is detected); - reads stdin")->required();
+  replay->add_option("--output-format", output_format, "prometheus (text 0.0.4) or openmetrics (1.0)")
+      ->check(CLI::IsMember({"prometheus", "openmetrics"}))
+      ->capture_default_str();
+  replay->add_option("--threads", threads, "Threads for large plain files (0: one per core)")
+      ->check(CLI::Range(0u, 256u))
+      ->capture_default_str();
+  add_ingest_flags(*replay, replay_ingest);
+
+  IngestFlags follow_ingest;
+  nle::FollowConfig follow_config;
+  std::string poll_interval = "1s";
+  std::string log_level = "info";
+  std::string log_format = "logfmt";
+  CLI::App* follow = app.add_subcommand("follow", "Follow log files or stdin and serve /metrics");
+  follow->add_option("inputs", follow_config.inputs, "Files or globs to follow; none or - reads stdin");
+  follow->add_option("--web.listen-address", follow_config.listen_address, "Address to serve metrics on")
+      ->capture_default_str();
+  follow->add_option("--web.telemetry-path", follow_config.telemetry_path, "Path under which metrics are served")
+      ->check([](const std::string& path) {
+        return !path.empty() && path.front() == '/' ? std::string() : std::string("must start with /");
+      })
+      ->capture_default_str();
+  follow->add_flag("--from-beginning", follow_config.from_beginning,
+                   "Read files that exist at start-up from their start (default: from their end)");
+  follow->add_option("--poll-interval", poll_interval, "Stat polling interval when inotify is unavailable (e.g. 250ms, 1s)")
+      ->check([](const std::string& text) { return parse_duration(text) ? std::string() : std::string("not a duration"); })
+      ->capture_default_str();
+  follow->add_flag("--force-polling", follow_config.force_polling, "Poll files with stat even where inotify works");
+  follow->add_flag("--linger", follow_config.linger, "After stdin ends, keep serving the final counters until SIGTERM");
+  follow->add_option("--log.level", log_level, "Own messages at or above: debug, info, warn, error")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  follow->add_option("--log.format", log_format, "Own messages as logfmt or json on stderr")
+      ->check(CLI::IsMember({"logfmt", "json"}))
+      ->capture_default_str();
+  add_ingest_flags(*follow, follow_ingest);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? nle::kExitOk : nle::kExitUsage;
+  }
+
+  if (replay->parsed()) {
+    nle::ReplayConfig config;
+    config.ingest = ingest_config(replay_ingest);
+    config.inputs = replay_inputs;
+    config.output_format = output_format == "openmetrics" ? ExpositionFormat::openmetrics : ExpositionFormat::prometheus;
+    config.threads = threads;
+    return nle::run_replay(config);
+  }
+  follow_config.ingest = ingest_config(follow_ingest);
+  follow_config.poll_interval = *parse_duration(poll_interval);
+  follow_config.log_level = log_level == "debug"  ? nle::LogLevel::debug
+                            : log_level == "warn"  ? nle::LogLevel::warn
+                            : log_level == "error" ? nle::LogLevel::error
+                                                   : nle::LogLevel::info;
+  follow_config.log_format = log_format == "json" ? nle::LogFormat::json : nle::LogFormat::logfmt;
+  return nle::run_follow(follow_config);
+}
