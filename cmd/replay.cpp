@@ -96,6 +96,7 @@ std::uint64_t next_line_start(int fd, std::uint64_t offset, std::uint64_t size) 
 // line of a multi-line record, or the two halves would be read as two records. Gives up
 // after a bounded search (a pathological run of continuation lines) and cuts there.
 std::uint64_t next_record_start(int fd, std::uint64_t offset, std::uint64_t size, LineParser& probe) {
+  if (offset == 0) return 0;  // whatever the file begins with is read by the first range
   std::uint64_t at = next_line_start(fd, offset, size);
   char line[4096];
   for (int tries = 0; tries < 10000 && at < size; ++tries) {
