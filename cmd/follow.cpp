@@ -158,6 +158,13 @@ bool follow_stdin(int stop_fd, SharedRegistry& shared, const IngestConfig& confi
   }
 }
 
+// Where to point curl or Prometheus: an all-interfaces address is reachable on localhost.
+std::string scrape_url(const std::string& listen_address, int port, const std::string& path) {
+  std::string host = listen_address.substr(0, listen_address.rfind(':'));
+  if (host.empty() || host == "0.0.0.0" || host == "[::]") host = "localhost";
+  return "http://" + host + ":" + std::to_string(port) + path;
+}
+
 bool is_stdin(const std::vector<std::string>& inputs) { return inputs.empty() || (inputs.size() == 1 && inputs[0] == "-"); }
 
 }  // namespace
@@ -203,9 +210,8 @@ int run_follow(const FollowConfig& config) {
   const int stop_fd = ::eventfd(0, EFD_CLOEXEC);
 
   server.start();
-  log.info("serving metrics",
-           {{"address", config.listen_address}, {"port", std::to_string(server.port())}, {"path", config.telemetry_path},
-            {"version", NLE_VERSION}});
+  log.info("serving metrics", {{"url", scrape_url(config.listen_address, server.port(), config.telemetry_path)},
+                               {"version", NLE_VERSION}});
 
   std::unique_ptr<IngestingSink> sink;
   std::unique_ptr<Follower> follower;
