@@ -541,7 +541,8 @@ struct Follower::Impl {
     Fd fd(raw);
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0) {
-      report_error(t, reason_for(errno), os_message(file, errno));
+      const int err = errno;
+      report_error(t, reason_for(err), os_message(file, err));
       return nullptr;
     }
     if (S_ISDIR(st.st_mode)) {
@@ -766,6 +767,8 @@ struct Follower::Impl {
   void finish(Tracked& t, Stream& s) {
     s.splitter.finish([&](std::string_view line) { sink.on_line(t.path, line); },
                       [&](std::uint64_t bytes) { sink.on_oversize(t.path, bytes); });
+    // The end of a file ends a batch too: whoever batches lines per chunk must hear of it.
+    sink.on_chunk_done(t.path, 0);
     struct stat st {};
     if (::fstat(s.fd.get(), &st) == 0 && st.st_nlink > 0) {
       const std::uint32_t bytes = static_cast<std::uint32_t>(std::min<std::uint64_t>(kFingerprintBytes, s.read_offset));
@@ -856,8 +859,11 @@ struct Follower::Impl {
   bool pass() {
     if (reopen.exchange(false)) reopen_all();
     consume_inotify_events();  // bookkeeping only: this pass looks at everything anyway
-    discover();
+    // Watches first, then discovery: a file created after its directory's watch exists makes an
+    // event, one created before is found by discovery. (The other order loses a file created
+    // between the glob and the new watch.)
     update_watches();
+    discover();
     if (!first_pass_done) {
       // Before any path is read, so the files of a resume chain are claimed by their path.
       for (auto& [path, t] : tracked) {

@@ -16,9 +16,12 @@
 //   open, is read to its end first (end = a read returns 0 after the rotation was seen); a last
 //   line without a newline there is handed out too (LineSplitter::finish); then it is closed and
 //   the new file is read from its start. on_rotation(path) is called when reading switches from the
-//   old file to the new one, i.e. after the old file's lines. Several rotations between two passes
-//   queue their files and are finished oldest first. (Bytes the writer adds to the old file after
-//   we saw its end are not read: rotate with a postrotate reload, as logrotate setups do.)
+//   old file to the new one, i.e. after the old file's lines. Old files still being finished when
+//   the path rotates again queue up and are finished oldest first. Not read (as with tail -F): a
+//   file that was created and rotated away between two passes, never opened -- with inotify a pass
+//   follows each change within milliseconds, so only polling mode has a real window -- and bytes
+//   the writer adds to the old file after we saw its end (rotate with a postrotate reload, as
+//   logrotate setups do).
 // * Copytruncate: the file at the path is the same file but shorter than the bytes we have read.
 //   Reading restarts at 0, the partial line held is dropped; on_truncation(path). (A file truncated
 //   and regrown past our offset between two passes cannot be told from an append.)
@@ -125,7 +128,8 @@ class FollowerSink {
   virtual ~FollowerSink() = default;
   virtual void on_line(std::string_view path, std::string_view line) = 0;
   virtual void on_oversize(std::string_view path, std::uint64_t bytes) = 0;
-  // After a batch of lines from one read; a good moment to publish counts.
+  // After a batch of lines from one read, and after a finished file's last line (bytes 0); every
+  // on_line is followed by an on_chunk_done before the follower sleeps. A good moment to publish.
   virtual void on_chunk_done(std::string_view path, std::uint64_t bytes) = 0;
   virtual void on_rotation(std::string_view path) = 0;
   virtual void on_truncation(std::string_view path) = 0;
