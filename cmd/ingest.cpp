@@ -1,10 +1,40 @@
 #include "cmd/ingest.h"
 
+#include <cstring>
+
+#include "parsers/candidate_scan.h"
+
 namespace nle {
 
 void LineIngester::line(std::string_view line, std::uint64_t order) {
   ++pending_lines_;
   record(parser_.parse(line), order);
+}
+
+void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::uint64_t offset,
+                         std::size_t max_line_bytes) {
+  const auto deliver = [&](std::size_t begin, std::size_t end) {  // block[end] is the "\n"
+    std::string_view text = block.substr(begin, end - begin);
+    if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+    if (text.size() > max_line_bytes) oversize_line(text.size());
+    else line(text, order_base + offset + end + 1);
+  };
+  std::size_t pos = 0;
+  while (pos < block.size()) {
+    if (parser_.holds_record()) {
+      // Each line after a held record must reach the parser, relevant or not.
+      const void* nl = std::memchr(block.data() + pos, '\n', block.size() - pos);
+      const std::size_t end = nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - block.data()) : block.size();
+      deliver(pos, end);
+      pos = end + 1;
+      continue;
+    }
+    const Candidate c = find_candidate(block, pos, max_line_bytes);
+    pending_lines_ += c.lines_before;
+    if (!c.found) break;
+    deliver(c.line_begin, c.line_end);
+    pos = c.line_end + 1;
+  }
 }
 
 void LineIngester::end_of_input(std::uint64_t order) { record(parser_.finish(), order); }

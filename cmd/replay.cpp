@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -26,9 +27,89 @@
 namespace nle {
 namespace {
 
-constexpr std::size_t kReadChunk = 1 << 20;
+// Reads of 256 KiB stay in a core's L2 cache between the copy out of the page cache and the scan.
+constexpr std::size_t kReadChunk = 256 << 10;
 // Below this a file is not worth the threads' start-up and merge.
 constexpr std::uint64_t kParallelMinBytes = 64ull << 20;
+
+// Test hooks, read from the environment so the differential tests can drive the real binary
+// (they are not flags: nothing a user should tune). NLE_REPLAY_REFERENCE=1 feeds every line
+// through the LineSplitter and the parser (the slow, obviously correct path);
+// NLE_REPLAY_READ_BYTES=N reads N bytes at a time (tiny values make lines straddle reads);
+// NLE_REPLAY_PARALLEL_MIN_BYTES=N cuts files of N bytes or more into ranges.
+struct ReplayTuning {
+  bool reference = false;
+  std::size_t read_bytes = kReadChunk;
+  std::uint64_t parallel_min_bytes = kParallelMinBytes;
+};
+
+std::uint64_t env_number(const char* name, std::uint64_t fallback) {
+  const char* value = std::getenv(name);
+  if (value == nullptr || *value == '\0') return fallback;
+  char* end = nullptr;
+  const unsigned long long n = std::strtoull(value, &end, 10);
+  return end != nullptr && *end == '\0' && n > 0 ? n : fallback;
+}
+
+const ReplayTuning& tuning() {
+  static const ReplayTuning t = [] {
+    ReplayTuning r;
+    r.reference = env_number("NLE_REPLAY_REFERENCE", 0) != 0;
+    r.read_bytes = static_cast<std::size_t>(std::min<std::uint64_t>(env_number("NLE_REPLAY_READ_BYTES", kReadChunk), 64ull << 20));
+    r.parallel_min_bytes = env_number("NLE_REPLAY_PARALLEL_MIN_BYTES", kParallelMinBytes);
+    return r;
+  }();
+  return t;
+}
+
+// Turns the bytes of one input, read in pieces of any size, into a LineIngester's lines. The
+// complete lines of each piece go to LineIngester::lines() in one block (the candidate scan);
+// a line cut by the end of a piece goes through a LineSplitter, which holds, bounds, chomps
+// and reports it exactly as the reference path does. In reference mode every byte goes
+// through the splitter and every line to the parser. Offsets are the input's own.
+class LineFeeder {
+ public:
+  LineFeeder(LineIngester& ingester, std::size_t max_line_bytes, std::uint64_t order_base, std::uint64_t start)
+      : ingester_(ingester), splitter_(max_line_bytes), order_base_(order_base) {
+    splitter_.reset(start);
+  }
+
+  void feed(std::string_view data) {
+    ingester_.bytes(data.size());
+    auto on_line = [this](std::string_view line) { ingester_.line(line, order_base_ + splitter_.complete_offset()); };
+    auto on_oversize = [this](std::uint64_t bytes) { ingester_.oversize_line(bytes); };
+    if (tuning().reference) return splitter_.feed(data, on_line, on_oversize);
+    std::size_t pos = 0;
+    if (splitter_.fed_offset() != splitter_.complete_offset()) {
+      // The end of a line begun in an earlier piece.
+      const void* nl = std::memchr(data.data(), '\n', data.size());
+      if (nl == nullptr) return splitter_.feed(data, on_line, on_oversize);
+      pos = static_cast<std::size_t>(static_cast<const char*>(nl) - data.data()) + 1;
+      splitter_.feed(data.substr(0, pos), on_line, on_oversize);
+    }
+    const std::uint64_t offset = splitter_.complete_offset();
+    const void* last = ::memrchr(data.data() + pos, '\n', data.size() - pos);
+    std::size_t end = pos;
+    if (last != nullptr) {
+      end = static_cast<std::size_t>(static_cast<const char*>(last) - data.data()) + 1;
+      ingester_.lines(data.substr(pos, end - pos), order_base_, offset, splitter_.max_line_bytes());
+    }
+    splitter_.reset(offset + (end - pos));
+    if (end < data.size()) splitter_.feed(data.substr(end), on_line, on_oversize);
+  }
+
+  // End of input: a last line without a newline is a line too. Returns the end offset.
+  std::uint64_t finish() {
+    splitter_.finish([this](std::string_view line) { ingester_.line(line, order_base_ + splitter_.complete_offset()); },
+                     [this](std::uint64_t bytes) { ingester_.oversize_line(bytes); });
+    return splitter_.complete_offset();
+  }
+
+ private:
+  LineIngester& ingester_;
+  LineSplitter splitter_;
+  std::uint64_t order_base_;
+};
 // Build-info order: input index in the high bits, byte offset in the low ones.
 constexpr int kOrderOffsetBits = 44;
 
@@ -52,13 +133,12 @@ struct RangeResult {
 RangeResult ingest_range(int fd, std::uint64_t begin, std::uint64_t end, std::uint64_t order_base,
                          const IngestConfig& config, LineIngester& ingester, const std::string& path) {
   RangeResult result;
-  std::unique_ptr<char[]> buffer(new char[kReadChunk]);
-  LineSplitter splitter(config.max_line_bytes);
-  auto on_line = [&](std::string_view line) { ingester.line(line, order_base + begin + splitter.complete_offset()); };
-  auto on_oversize = [&](std::uint64_t bytes) { ingester.oversize_line(bytes); };
+  const std::size_t chunk = tuning().read_bytes;
+  std::unique_ptr<char[]> buffer(new char[chunk]);
+  LineFeeder feeder(ingester, config.max_line_bytes, order_base, begin);
   std::uint64_t offset = begin;
   while (offset < end) {
-    const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(kReadChunk, end - offset));
+    const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, end - offset));
     const ssize_t got = ::pread(fd, buffer.get(), want, static_cast<off_t>(offset));
     if (got < 0) {
       if (errno == EINTR) continue;
@@ -68,10 +148,9 @@ RangeResult ingest_range(int fd, std::uint64_t begin, std::uint64_t end, std::ui
     }
     if (got == 0) break;
     offset += static_cast<std::uint64_t>(got);
-    ingester.bytes(static_cast<std::uint64_t>(got));
-    splitter.feed(std::string_view(buffer.get(), static_cast<std::size_t>(got)), on_line, on_oversize);
+    feeder.feed(std::string_view(buffer.get(), static_cast<std::size_t>(got)));
   }
-  splitter.finish(on_line, on_oversize);
+  feeder.finish();
   ingester.end_of_input(order_base + offset);
   ingester.flush();
   return result;
@@ -145,12 +224,11 @@ bool ingest_parallel(int fd, std::uint64_t size, unsigned threads, std::uint64_t
 // Reads one input as a stream (stdin, gzip, small files).
 bool ingest_stream(ByteReader& reader, std::uint64_t order_base, const IngestConfig& config, LineIngester& ingester,
                    std::string& error) {
-  std::unique_ptr<char[]> buffer(new char[kReadChunk]);
-  LineSplitter splitter(config.max_line_bytes);
-  auto on_line = [&](std::string_view line) { ingester.line(line, order_base + splitter.complete_offset()); };
-  auto on_oversize = [&](std::uint64_t bytes) { ingester.oversize_line(bytes); };
+  const std::size_t chunk = tuning().read_bytes;
+  std::unique_ptr<char[]> buffer(new char[chunk]);
+  LineFeeder feeder(ingester, config.max_line_bytes, order_base, 0);
   for (;;) {
-    const std::optional<std::size_t> got = reader.read(buffer.get(), kReadChunk);
+    const std::optional<std::size_t> got = reader.read(buffer.get(), chunk);
     if (!got) {
       // A corrupt or failing input: what was read before still counts; the partial line at
       // the failure point is not a line we can trust, so it is not finished.
@@ -159,11 +237,9 @@ bool ingest_stream(ByteReader& reader, std::uint64_t order_base, const IngestCon
       return false;
     }
     if (*got == 0) break;
-    ingester.bytes(*got);
-    splitter.feed(std::string_view(buffer.get(), *got), on_line, on_oversize);
+    feeder.feed(std::string_view(buffer.get(), *got));
   }
-  splitter.finish(on_line, on_oversize);
-  ingester.end_of_input(order_base + splitter.complete_offset());
+  ingester.end_of_input(order_base + feeder.finish());
   ingester.flush();
   return true;
 }
@@ -232,7 +308,7 @@ int run_replay(const ReplayConfig& config) {
     bool ok = true;
     struct stat st {};
     const int fd = reader->plain_file_descriptor();
-    if (threads > 1 && fd >= 0 && ::fstat(fd, &st) == 0 && static_cast<std::uint64_t>(st.st_size) >= kParallelMinBytes) {
+    if (threads > 1 && fd >= 0 && ::fstat(fd, &st) == 0 && static_cast<std::uint64_t>(st.st_size) >= tuning().parallel_min_bytes) {
       ok = ingest_parallel(fd, static_cast<std::uint64_t>(st.st_size), threads, order_base, config.ingest, registry,
                            path, error);
     } else {

@@ -87,6 +87,30 @@ std::optional<InputFormat> parse_input_format(std::string_view name) {
   return std::nullopt;
 }
 
+std::string_view find_journal_cursor(std::string_view line) {
+  constexpr std::string_view kKey = "\"__CURSOR\"";
+  const void* hit = memmem(line.data(), line.size(), kKey.data(), kKey.size());
+  if (hit == nullptr) return {};
+  std::size_t i = static_cast<std::size_t>(static_cast<const char*>(hit) - line.data()) + kKey.size();
+  while (i < line.size() && (line[i] == ' ' || line[i] == ':')) ++i;
+  if (i >= line.size() || line[i] != '"') return {};
+  // Cursors are `s=...;i=...` in hex and decimal: no quotes or escapes to decode.
+  const std::size_t start = i + 1;
+  const std::size_t end = line.find('"', start);
+  if (end == std::string_view::npos) return {};
+  return line.substr(start, end - start);
+}
+
+std::span<const std::string_view> relevance_needles() {
+  static constexpr std::string_view kNeedles[] = {
+      parsers::kReportReceived, kGateHeldTail,          "version",
+      "\"MESSAGE\":null",        kEncodedReportReceived, kEncodedReportReceivedSpaced,
+      kEncodedGateHeld,         kEncodedGateHeldSpaced, kEncodedVersion,
+      kEncodedVersionSpaced,
+  };
+  return kNeedles;
+}
+
 bool may_be_relevant(std::string_view line) {
   if (has_event_message(line) || has_version_field(line)) return true;
   if (contains(line, "\"MESSAGE\":null")) return true;  // elided by journalctl: counted as skipped

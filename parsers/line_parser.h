@@ -35,6 +35,15 @@ struct ParseResult {
 // return an empty result unless the parser holds_record(). True lines need parse().
 bool may_be_relevant(std::string_view line);
 
+// Every line may_be_relevant() accepts contains at least one of these byte strings, so a scanner
+// may skip lines holding none of them (while the parser does not hold a record) without changing
+// any result. Kept beside may_be_relevant() so the two cannot drift apart.
+std::span<const std::string_view> relevance_needles();
+
+// The `__CURSOR` of a journald JSON record, found without parsing the line ("" if none). For
+// remembering where a `journalctl -o json` pipe got to, on every line, relevant or not.
+std::string_view find_journal_cursor(std::string_view line);
+
 // Parses lines one at a time. Reuses its buffers, so after warm-up a line costs no allocation.
 // Not thread-safe: use one parser per thread.
 class LineParser {

@@ -430,3 +430,10 @@ TEST_CASE("one parser reads many lines, views valid until the next parse") {
     REQUIRE(seen[0].host == host);
   }
 }
+
+TEST_CASE("the journald cursor is found on any record without a parse") {
+  CHECK(nle::find_journal_cursor(R"J({"__CURSOR":"s=0e7f;i=1a","MESSAGE":"noise"})J") == "s=0e7f;i=1a");
+  CHECK(nle::find_journal_cursor(R"J({ "__CURSOR" : "s=1;i=2", "MESSAGE" : "x" })J") == "s=1;i=2");
+  CHECK(nle::find_journal_cursor("plain text line").empty());
+  CHECK(nle::find_journal_cursor(R"J({"__CURSOR":"unterminated)J").empty());
+}

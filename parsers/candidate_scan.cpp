@@ -1,0 +1,272 @@
+#include "parsers/candidate_scan.h"
+
+#include <array>
+#include <cstring>
+#include <utility>
+#include <span>
+#include <vector>
+
+#include "parsers/line_parser.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace nle {
+namespace {
+
+// A SIMD prefilter: two bytes of an anchor, `i` and `j` bytes after a possible start. The pairs
+// were picked as the rarest in generated and real CP logs of every shape (see bench/README.md);
+// any pair is correct, since every hit is verified against the full needles.
+struct Anchor {
+  std::string_view text;
+  unsigned char i;
+  unsigned char j;
+};
+// The encoded journald needles share "118,101," ("ve": in "received", "level", "version") or
+// its spaced twin, so two anchors stand for six needles.
+constexpr Anchor kAnchors[] = {
+    {"report received", 2, 9},  {"held by fleet-level gate", 0, 20}, {"version", 0, 3},
+    {"\"MESSAGE\":null", 1, 10}, {"118,101,", 2, 6},                  {"118, 101, ", 2, 6},
+};
+constexpr std::size_t kAnchorCount = sizeof kAnchors / sizeof kAnchors[0];
+
+constexpr std::size_t max_j() {
+  std::size_t m = 0;
+  for (const Anchor& a : kAnchors) m = a.j > m ? a.j : m;
+  return m;
+}
+// A full SIMD chunk reads up to this many bytes past its 64.
+constexpr std::size_t kLookahead = max_j();
+
+// The anchors' byte pairs without repeats (the two encoded anchors share theirs): what the SIMD
+// kernels test at every position.
+struct Pair {
+  char bi, bj;
+  unsigned char i, j;
+  constexpr bool operator==(const Pair&) const = default;
+};
+constexpr std::size_t count_pairs() {
+  std::size_t n = 0;
+  for (std::size_t a = 0; a < kAnchorCount; ++a) {
+    const Pair p{kAnchors[a].text[kAnchors[a].i], kAnchors[a].text[kAnchors[a].j], kAnchors[a].i, kAnchors[a].j};
+    bool seen = false;
+    for (std::size_t b = 0; b < a; ++b) {
+      seen = seen || p == Pair{kAnchors[b].text[kAnchors[b].i], kAnchors[b].text[kAnchors[b].j], kAnchors[b].i, kAnchors[b].j};
+    }
+    n += seen ? 0 : 1;
+  }
+  return n;
+}
+constexpr std::size_t kPairCount = count_pairs();
+constexpr std::array<Pair, kPairCount> make_pairs() {
+  std::array<Pair, kPairCount> pairs{};
+  std::size_t n = 0;
+  for (std::size_t a = 0; a < kAnchorCount; ++a) {
+    const Pair p{kAnchors[a].text[kAnchors[a].i], kAnchors[a].text[kAnchors[a].j], kAnchors[a].i, kAnchors[a].j};
+    bool seen = false;
+    for (std::size_t b = 0; b < n; ++b) seen = seen || pairs[b] == p;
+    if (!seen) pairs[n++] = p;
+  }
+  return pairs;
+}
+constexpr std::array<Pair, kPairCount> kPairs = make_pairs();
+
+// Which needles an anchor hit may be part of, and where the anchor sits in each.
+struct Tables {
+  struct Covered {
+    std::string_view needle;
+    std::size_t offset;
+  };
+  std::vector<Covered> covered[kAnchorCount];
+  bool covers_all = true;
+};
+
+const Tables& tables() {
+  static const Tables t = [] {
+    Tables built;
+    for (std::string_view needle : relevance_needles()) {
+      bool found = false;
+      for (std::size_t a = 0; a < kAnchorCount && !found; ++a) {
+        const std::size_t at = needle.find(kAnchors[a].text);
+        if (at == std::string_view::npos) continue;
+        built.covered[a].push_back({needle, at});
+        found = true;
+      }
+      if (!found) built.covers_all = false;
+    }
+    return built;
+  }();
+  return t;
+}
+
+// Is a relevance needle at `at`, given that some anchor's byte pair matched there?
+bool verify(const Tables& t, const char* d, std::size_t size, std::size_t at) {
+  for (std::size_t a = 0; a < kAnchorCount; ++a) {
+    const std::string_view anchor = kAnchors[a].text;
+    if (size - at < anchor.size() || std::memcmp(d + at, anchor.data(), anchor.size()) != 0) continue;
+    for (const Tables::Covered& c : t.covered[a]) {
+      if (at < c.offset) continue;
+      const std::size_t start = at - c.offset;
+      if (size - start < c.needle.size()) continue;
+      if (std::memcmp(d + start, c.needle.data(), c.needle.size()) == 0) return true;
+    }
+  }
+  return false;
+}
+
+// Masks for the (up to 64) positions of [base, size), byte by byte: the tail of a block, and
+// every chunk where no SIMD kernel exists.
+void scalar_chunk(const char* d, std::size_t base, std::size_t size, std::uint64_t& newlines, std::uint64_t& hits) {
+  const std::size_t n = size - base < 64 ? size - base : 64;
+  for (std::size_t k = 0; k < n; ++k) {
+    const std::size_t p = base + k;
+    if (d[p] == '\n') newlines |= 1ull << k;
+    for (const Anchor& a : kAnchors) {
+      if (p + a.j < size && d[p + a.i] == a.text[a.i] && d[p + a.j] == a.text[a.j]) {
+        hits |= 1ull << k;
+        break;
+      }
+    }
+  }
+}
+
+namespace portable {
+#define NLE_SCAN_CHUNK(p, newlines, hits) scalar_chunk(d, base, size, newlines, hits)
+#include "parsers/candidate_scan_kernel.inc"
+#undef NLE_SCAN_CHUNK
+}  // namespace portable
+
+#if defined(__x86_64__)
+
+namespace sse2 {
+// SSE2 is part of x86-64 itself: always there.
+template <std::size_t A>
+inline __m128i pair_at(const char* p) {
+  constexpr Pair pair = kPairs[A];
+  const __m128i x = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + pair.i)), _mm_set1_epi8(pair.bi));
+  const __m128i y = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + pair.j)), _mm_set1_epi8(pair.bj));
+  return _mm_and_si128(x, y);
+}
+template <std::size_t... A>
+inline __m128i any_pair(const char* p, std::index_sequence<A...>) {
+  return (_mm_setzero_si128() | ... | pair_at<A>(p));
+}
+inline void chunk(const char* p, std::uint64_t& newlines, std::uint64_t& hits) {
+  const __m128i nl = _mm_set1_epi8('\n');
+  for (int h = 0; h < 64; h += 16) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + h));
+    const __m128i any = any_pair(p + h, std::make_index_sequence<kPairCount>());
+    newlines |= static_cast<std::uint64_t>(static_cast<std::uint16_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, nl)))) << h;
+    hits |= static_cast<std::uint64_t>(static_cast<std::uint16_t>(_mm_movemask_epi8(any))) << h;
+  }
+}
+#define NLE_SCAN_CHUNK(p, newlines, hits) chunk(p, newlines, hits)
+#include "parsers/candidate_scan_kernel.inc"
+#undef NLE_SCAN_CHUNK
+}  // namespace sse2
+
+#pragma GCC push_options
+#pragma GCC target("avx2,popcnt")
+namespace avx2 {
+template <std::size_t A>
+inline __m256i pair_at(const char* p) {
+  constexpr Pair pair = kPairs[A];
+  const __m256i x =
+      _mm256_cmpeq_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + pair.i)), _mm256_set1_epi8(pair.bi));
+  const __m256i y =
+      _mm256_cmpeq_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + pair.j)), _mm256_set1_epi8(pair.bj));
+  return _mm256_and_si256(x, y);
+}
+template <std::size_t... A>
+inline __m256i any_pair(const char* p, std::index_sequence<A...>) {
+  return (_mm256_setzero_si256() | ... | pair_at<A>(p));
+}
+inline void chunk(const char* p, std::uint64_t& newlines, std::uint64_t& hits) {
+  const __m256i nl = _mm256_set1_epi8('\n');
+  for (int h = 0; h < 64; h += 32) {
+    const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + h));
+    const __m256i any = any_pair(p + h, std::make_index_sequence<kPairCount>());
+    newlines |= static_cast<std::uint64_t>(static_cast<std::uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(bytes, nl))))
+                << h;
+    hits |= static_cast<std::uint64_t>(static_cast<std::uint32_t>(_mm256_movemask_epi8(any))) << h;
+  }
+}
+#define NLE_SCAN_CHUNK(p, newlines, hits) chunk(p, newlines, hits)
+#include "parsers/candidate_scan_kernel.inc"
+#undef NLE_SCAN_CHUNK
+}  // namespace avx2
+#pragma GCC pop_options
+
+#endif
+
+using ScanFn = Candidate (*)(const char*, std::size_t, std::size_t, std::size_t);
+
+struct Kernel {
+  ScanFn scan;
+  std::string_view name;
+};
+
+// Every kernel this CPU runs, the fastest first.
+struct Kernels {
+  Kernel list[3];
+  std::size_t count = 0;
+  std::string_view names[3];
+};
+
+const Kernels& kernels() {
+  static const Kernels k = [] {
+    Kernels built;
+    auto add = [&](Kernel kernel) {
+      built.names[built.count] = kernel.name;
+      built.list[built.count++] = kernel;
+    };
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt")) add({avx2::scan, "avx2"});
+    add({sse2::scan, "sse2"});
+#endif
+    add({portable::scan, "scalar"});
+    return built;
+  }();
+  return k;
+}
+
+Candidate find_with(const Kernel& kernel, std::string_view block, std::size_t from, std::size_t max_line_bytes) {
+  if (!tables().covers_all) {
+    // Unknown needles: every line is a candidate.
+    Candidate c;
+    c.line_begin = from;
+    const void* nl = std::memchr(block.data() + from, '\n', block.size() - from);
+    c.line_end = nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - block.data()) : block.size();
+    c.found = from < block.size();
+    if (!c.found) c.line_begin = c.line_end = block.size();
+    return c;
+  }
+  return kernel.scan(block.data(), block.size(), from, max_line_bytes);
+}
+
+}  // namespace
+
+Candidate find_candidate(std::string_view block, std::size_t from, std::size_t max_line_bytes) {
+  return find_with(kernels().list[0], block, from, max_line_bytes);
+}
+
+Candidate find_candidate_with(std::string_view kernel, std::string_view block, std::size_t from,
+                              std::size_t max_line_bytes) {
+  const Kernels& k = kernels();
+  for (std::size_t i = 0; i < k.count; ++i) {
+    if (k.list[i].name == kernel) return find_with(k.list[i], block, from, max_line_bytes);
+  }
+  return find_candidate(block, from, max_line_bytes);
+}
+
+std::string_view candidate_scan_kernel() { return kernels().list[0].name; }
+
+std::span<const std::string_view> candidate_scan_kernels() {
+  return std::span<const std::string_view>(kernels().names, kernels().count);
+}
+
+bool candidate_scan_covers_all_needles() { return tables().covers_all; }
+
+}  // namespace nle

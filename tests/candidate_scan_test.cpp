@@ -1,0 +1,203 @@
+// The candidate scan (parsers/candidate_scan.h) against a line-by-line reference, and the
+// LineIngester's block path against feeding each line to the parser.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cmd/ingest.h"
+#include "exporter/exposition.h"
+#include "parsers/candidate_scan.h"
+#include "parsers/line_parser.h"
+#include "source/line_splitter.h"
+
+namespace {
+
+struct Found {
+  std::size_t begin, end;
+  std::uint64_t lines_before;
+  bool operator==(const Found&) const = default;
+};
+
+bool holds_needle(std::string_view line) {
+  for (std::string_view needle : nle::relevance_needles()) {
+    if (line.find(needle) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
+// What the scan must report, computed one line at a time.
+std::vector<Found> reference(std::string_view block, std::size_t max_line_bytes) {
+  std::vector<Found> found;
+  std::size_t start = 0;
+  std::uint64_t skipped = 0;
+  while (start < block.size()) {
+    std::size_t nl = block.find('\n', start);
+    const bool partial = nl == std::string_view::npos;
+    if (partial) nl = block.size();
+    const std::string_view line = block.substr(start, nl - start);
+    if (holds_needle(line) || line.size() > max_line_bytes) {
+      found.push_back({start, nl, skipped});
+      skipped = 0;
+    } else if (!partial) {
+      ++skipped;
+    }
+    start = nl + 1;
+  }
+  return found;
+}
+
+std::vector<Found> scan_all(std::string_view block, std::size_t max_line_bytes, std::string_view kernel = "") {
+  std::vector<Found> found;
+  std::size_t from = 0;
+  while (from < block.size()) {
+    const nle::Candidate c = nle::find_candidate_with(kernel, block, from, max_line_bytes);
+    if (!c.found) break;
+    found.push_back({c.line_begin, c.line_end, c.lines_before});
+    from = c.line_end + 1;
+  }
+  return found;
+}
+
+// Random lines built from needle pieces, near misses and filler, so needles straddle 64-byte
+// chunks and block ends, and long lines sit beside short ones.
+std::string random_block(std::mt19937_64& rng) {
+  static const std::vector<std::string> pieces = [] {
+    std::vector<std::string> p = {"report receive", "eport received", "versio", "ersion", "held by fleet-level",
+                                  "\"MESSAGE\":nul", "118,101", "118, 101,", "p", "c", "v", "s", "8", "0", "\r",
+                                  " ", "xx", "{\"a\":1}", "\x1b[3m"};
+    for (std::string_view needle : nle::relevance_needles()) p.emplace_back(needle);
+    return p;
+  }();
+  std::string block;
+  const int lines = std::uniform_int_distribution<int>(0, 40)(rng);
+  for (int i = 0; i < lines; ++i) {
+    const int parts = std::uniform_int_distribution<int>(0, 30)(rng);
+    for (int k = 0; k < parts; ++k) {
+      const auto& piece = pieces[std::uniform_int_distribution<std::size_t>(0, pieces.size() - 1)(rng)];
+      // Mostly filler, so that needles are rare as in a real log.
+      if (std::uniform_int_distribution<int>(0, 9)(rng) < 7) block.append(piece.size(), 'a');
+      else block += piece;
+    }
+    block += '\n';
+  }
+  if (std::uniform_int_distribution<int>(0, 3)(rng) == 0) block += "trailing version";  // no newline
+  return block;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// The exposition after feeding `data` line by line (reference) or in blocks of whole lines.
+std::string ingest(std::string_view data, bool blocks, std::size_t max_line_bytes) {
+  nle::Registry registry;
+  nle::LineIngester ingester(nle::InputFormat::auto_detect, registry);
+  nle::LineSplitter splitter(max_line_bytes);
+  auto on_line = [&](std::string_view line) { ingester.line(line, splitter.complete_offset()); };
+  auto on_oversize = [&](std::uint64_t bytes) { ingester.oversize_line(bytes); };
+  ingester.bytes(data.size());
+  if (blocks) {
+    const std::size_t end = data.rfind('\n') == std::string_view::npos ? 0 : data.rfind('\n') + 1;
+    ingester.lines(data.substr(0, end), 0, 0, max_line_bytes);
+    splitter.reset(end);
+    splitter.feed(data.substr(end), on_line, on_oversize);
+  } else {
+    splitter.feed(data, on_line, on_oversize);
+  }
+  splitter.finish(on_line, on_oversize);
+  ingester.end_of_input(splitter.complete_offset());
+  ingester.flush();
+  return nle::render(registry.snapshot(), {});
+}
+
+}  // namespace
+
+TEST_CASE("every relevance needle is covered by a scan anchor") {
+  CHECK(nle::candidate_scan_covers_all_needles());
+  const std::string_view kernel = nle::candidate_scan_kernel();
+  CHECK((kernel == "avx2" || kernel == "sse2" || kernel == "scalar"));
+}
+
+TEST_CASE("a line holding a needle is found wherever the needle sits") {
+  for (std::string_view needle : nle::relevance_needles()) {
+    for (std::size_t before = 0; before < 140; before += 3) {
+      std::string block = "short\nanother line\n" + std::string(before, 'x') + std::string(needle) + "y\nlast\n";
+      const auto found = scan_all(block, 1 << 20);
+      REQUIRE(found.size() == 1);
+      CHECK(found[0] == Found{19, 19 + before + needle.size() + 1, 2});
+    }
+  }
+}
+
+TEST_CASE("a block without needles is only counted") {
+  std::string block;
+  for (int i = 0; i < 1000; ++i) block += "{\"level\":\"INFO\",\"fields\":{\"message\":\"target assigned\"}}\n";
+  const nle::Candidate c = nle::find_candidate(block, 0, 1 << 20);
+  CHECK_FALSE(c.found);
+  CHECK(c.lines_before == 1000);
+  CHECK(c.line_begin == block.size());
+}
+
+TEST_CASE("lines over the cap are found from the gaps between newlines") {
+  const std::string block = std::string(64, 'a') + "\n" + std::string(65, 'b') + "\nshort\n" + std::string(500, 'c') + "\n";
+  const auto found = scan_all(block, 64);
+  REQUIRE(found.size() == 2);
+  CHECK(found[0] == Found{65, 130, 1});
+  CHECK(found[1] == Found{137, 637, 1});
+}
+
+TEST_CASE("every kernel finds exactly the lines a line-by-line reference finds") {
+  for (std::string_view kernel : nle::candidate_scan_kernels()) {
+    std::mt19937_64 rng(7);
+    for (int round = 0; round < 2000; ++round) {
+      const std::string block = random_block(rng);
+      for (std::size_t cap : {std::size_t{1}, std::size_t{17}, std::size_t{63}, std::size_t{64}, std::size_t{100},
+                              std::size_t{1} << 20}) {
+        INFO("kernel " << kernel << " round " << round << " cap " << cap);
+        REQUIRE(scan_all(block, cap, kernel) == reference(block, cap));
+      }
+    }
+  }
+}
+
+TEST_CASE("counting skipped lines adds up to every line") {
+  std::mt19937_64 rng(11);
+  for (int round = 0; round < 500; ++round) {
+    std::string block = random_block(rng);
+    const std::size_t end = block.rfind('\n') == std::string::npos ? 0 : block.rfind('\n') + 1;
+    block.resize(end);
+    std::uint64_t lines = 0;
+    std::size_t from = 0;
+    for (;;) {
+      const nle::Candidate c = nle::find_candidate(block, from, 64);
+      lines += c.lines_before;
+      if (!c.found) break;
+      ++lines;
+      from = c.line_end + 1;
+    }
+    CHECK(lines == static_cast<std::uint64_t>(std::count(block.begin(), block.end(), '\n')));
+  }
+}
+
+TEST_CASE("ingesting blocks of lines gives the exposition of ingesting each line") {
+  for (const char* name : {"golden/json.log", "golden/text.log", "golden/ansi.log", "golden/journald.log",
+                           "golden/mixed.log", "golden/malformed.log", "golden/labels.log", "golden/flat.log",
+                           "real/journald-ansi.json", "real/journald-text.json", "real/text.log", "real/ansi.log"}) {
+    const std::string data = read_file(std::string(NLE_TESTDATA_DIR) + "/" + name);
+    REQUIRE_FALSE(data.empty());
+    for (std::size_t cap : {std::size_t{64}, std::size_t{200}, std::size_t{1} << 20}) {
+      INFO(name << " cap " << cap);
+      CHECK(ingest(data, true, cap) == ingest(data, false, cap));
+    }
+  }
+}
