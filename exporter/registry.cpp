@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <initializer_list>
 #include <limits>
 #include <string>
@@ -53,16 +54,34 @@ void append_key_part(std::string& key, std::string_view value) {
   for (std::size_t i = 0; i < 4; ++i) key[length_at + i] = static_cast<char>((length >> (8 * i)) & 0xFFU);
 }
 
-std::vector<std::string> decode_key(std::string_view key) {
+// The next label value of a key, consumed from its front; `key` must hold at least 4 bytes.
+std::string_view next_key_part(std::string_view& key) {
+  std::uint32_t length = 0;
+  for (std::size_t i = 0; i < 4; ++i) length |= std::uint32_t{static_cast<unsigned char>(key[i])} << (8 * i);
+  key.remove_prefix(4);
+  const std::string_view value = key.substr(0, length);
+  key.remove_prefix(value.size());
+  return value;
+}
+
+// `count` is how many values the key holds (its family's label count), so the vector is
+// allocated once.
+std::vector<std::string> decode_key(std::string_view key, std::size_t count) {
   std::vector<std::string> values;
-  while (key.size() >= 4) {
-    std::uint32_t length = 0;
-    for (std::size_t i = 0; i < 4; ++i) length |= std::uint32_t{static_cast<unsigned char>(key[i])} << (8 * i);
-    key.remove_prefix(4);
-    values.emplace_back(key.substr(0, length));
-    key.remove_prefix(std::min<std::size_t>(length, key.size()));
-  }
+  values.reserve(count);
+  while (key.size() >= 4) values.emplace_back(next_key_part(key));
   return values;
+}
+
+// Whether the label values in key `a` sort before those in `b`, as std::vector<std::string>
+// compares them (value by value, bytes as unsigned), without decoding into strings.
+bool key_less(std::string_view a, std::string_view b) {
+  for (;;) {
+    if (b.size() < 4) return false;
+    if (a.size() < 4) return true;
+    const int order = next_key_part(a).compare(next_key_part(b));
+    if (order != 0) return order < 0;
+  }
 }
 
 std::string key_of(std::initializer_list<std::string_view> values) {
@@ -97,7 +116,9 @@ class CounterFamily {
   }
   // A series that must exist whatever the cap (the known gates, every event kind, ...).
   CounterSeries& preset(std::string_view key, double created) {
-    return series_.try_emplace(std::string(key), CounterSeries{0, created}).first->second;
+    const auto [at, added] = series_.try_emplace(std::string(key), CounterSeries{0, created});
+    if (added) note_added(*at);
+    return at->second;
   }
   // nullptr when the label set is new and the family already holds its cap of series.
   CounterSeries* add(std::string_view key, double created) {
@@ -107,27 +128,69 @@ class CounterFamily {
 
   // The name users see on the sample lines, and the `family` label of series_dropped.
   std::string_view public_name() const { return public_name_; }
+  const std::string& name() const { return name_; }
+  const std::vector<std::string>& label_names() const { return label_names_; }
   const auto& series() const { return series_; }
+
+  // Calls fn(key, series) for every series, sorted by label values.
+  template <typename Fn>
+  void for_each_sorted(Fn&& fn) const {
+    if (pending_.empty()) {
+      for (const Entry* entry : sorted_) fn(entry->first, entry->second);
+      return;
+    }
+    std::vector<const Entry*> pending = pending_;  // at most a few percent of the series
+    std::sort(pending.begin(), pending.end(), entry_less);
+    auto a = sorted_.begin();
+    auto b = pending.begin();
+    while (a != sorted_.end() || b != pending.end()) {
+      const bool take_b = a == sorted_.end() || (b != pending.end() && entry_less(*b, *a));
+      const Entry* entry = take_b ? *b++ : *a++;
+      fn(entry->first, entry->second);
+    }
+  }
 
   Family to_family() const {
     Family family{name_, help_, MetricType::counter, label_names_, {}};
     family.series.reserve(series_.size());
-    for (const auto& [key, series] : series_) {
-      family.series.push_back(Series{decode_key(key), static_cast<double>(series.value), series.created});
-    }
-    std::sort(family.series.begin(), family.series.end(),
-              [](const Series& a, const Series& b) { return a.label_values < b.label_values; });
+    for_each_sorted([&](const std::string& key, const CounterSeries& series) {
+      family.series.push_back(
+          Series{decode_key(key, label_names_.size()), static_cast<double>(series.value), series.created});
+    });
     return family;
   }
 
  private:
+  using SeriesMap = std::unordered_map<std::string, CounterSeries, TransparentStringHash, std::equal_to<>>;
+  using Entry = SeriesMap::value_type;
+
+  static bool entry_less(const Entry* a, const Entry* b) { return key_less(a->first, b->first); }
+
+  // Keeps the sorted order up to date incrementally, so a snapshot never sorts the whole family:
+  // new series wait in `pending_` and are sorted and merged in once they are 1/8 of the family
+  // (amortized O(1) merge work per new series); a snapshot merges the few pending ones on the fly.
+  void note_added(const Entry& entry) {
+    pending_.push_back(&entry);
+    if (pending_.size() < std::max<std::size_t>(32, sorted_.size() / 8)) return;
+    std::sort(pending_.begin(), pending_.end(), entry_less);
+    const auto middle = static_cast<std::ptrdiff_t>(sorted_.size());
+    sorted_.insert(sorted_.end(), pending_.begin(), pending_.end());
+    std::inplace_merge(sorted_.begin(), sorted_.begin() + middle, sorted_.end(), entry_less);
+    pending_.clear();
+  }
+
   std::string name_;
   std::string public_name_;
   std::string help_;
   std::vector<std::string> label_names_;  // sorted; keys hold the values in this order
   std::size_t max_series_;
   // Node-based, so pointers to series stay valid as the map grows (the Impl caches some).
-  std::unordered_map<std::string, CounterSeries, TransparentStringHash, std::equal_to<>> series_;
+  SeriesMap series_;
+  // Every entry of series_ is in exactly one of these (map nodes never move). Label values are
+  // decoded from the key at snapshot time: a copy into the snapshot's strings costs the same as
+  // a decode, so keeping decoded copies would only add memory.
+  std::vector<const Entry*> sorted_;   // sorted by label values
+  std::vector<const Entry*> pending_;  // added since the last merge, in insertion order
 };
 
 Family gauge_family(std::string name, std::string help, std::vector<std::string> label_names,
@@ -250,6 +313,33 @@ struct Registry::Impl {
     append_sanitized_utf8(logged_version, version);
     logged_git_commit.clear();
     append_sanitized_utf8(logged_git_commit, or_unknown(git_commit));
+  }
+
+  CounterFamily* counter_family_named(std::string_view name) {
+    for (CounterFamily* family : counter_families()) {
+      if (family->name() == name) return family;
+    }
+    return nullptr;
+  }
+
+  // The saved label values in `family`'s label-name order, as a series key; false when the saved
+  // names are not exactly the family's (a family that gained or lost a label between versions).
+  static bool saved_key(const CounterFamily& family, const CounterState& saved, std::string& key) {
+    const std::vector<std::string>& names = family.label_names();
+    if (saved.label_names.size() != names.size() || saved.label_values.size() != names.size()) return false;
+    key.clear();
+    for (const std::string& name : names) {
+      const auto at = std::find(saved.label_names.begin(), saved.label_names.end(), name);
+      if (at == saved.label_names.end()) return false;
+      // Equal sizes and every family name found once means a permutation, unless a saved name
+      // repeats; a second occurrence would mean the saved set lacks some other name, caught here.
+      if (std::find(std::next(at), saved.label_names.end(), name) != saved.label_names.end()) return false;
+      const std::string& value = saved.label_values[static_cast<std::size_t>(at - saved.label_names.begin())];
+      // record() never makes an empty label value (or_unknown), so a saved one is not ours.
+      if (value.empty()) return false;
+      append_key_part(key, value);
+    }
+    return true;
   }
 
   Family cp_build_info() const {
@@ -376,6 +466,62 @@ void Registry::merge(const Registry& other) {
   if (from.has_logged_build_info && &from != &into) {
     into.take_logged_build_info(from.logged_version, from.logged_git_commit, from.logged_build_info_order);
   }
+}
+
+std::vector<CounterState> Registry::export_counters() const {
+  auto families = impl_->counter_families();
+  std::sort(families.begin(), families.end(),
+            [](const CounterFamily* a, const CounterFamily* b) { return a->name() < b->name(); });
+  std::vector<CounterState> counters;
+  for (const CounterFamily* family : families) {
+    family->for_each_sorted([&](const std::string& key, const CounterSeries& series) {
+      counters.push_back(CounterState{family->name(), family->label_names(),
+                                      decode_key(key, family->label_names().size()),
+                                      static_cast<double>(series.value), series.created});
+    });
+  }
+  return counters;
+}
+
+std::optional<BuildInfoState> Registry::export_build_info() const {
+  const Impl& impl = *impl_;
+  if (!impl.has_logged_build_info) return std::nullopt;
+  return BuildInfoState{impl.logged_version, impl.logged_git_commit, impl.logged_build_info_order};
+}
+
+std::size_t Registry::restore(const std::vector<CounterState>& counters,
+                              const std::optional<BuildInfoState>& build_info) {
+  Impl& impl = *impl_;
+  // 2^64 as a double: the first value a uint64 cannot hold. A registry's export never exceeds it
+  // (a uint64 near its top rounds up to exactly 2^64, which is clamped back below).
+  constexpr double kTwoTo64 = 18446744073709551616.0;
+  std::size_t not_restored = 0;
+  // Drops are counted after every saved series is set: series_dropped is itself among them, and
+  // setting it later would erase what the drops had added.
+  std::vector<std::pair<const CounterFamily*, std::uint64_t>> drops;
+  std::string key;
+  for (const CounterState& saved : counters) {
+    CounterFamily* family = impl.counter_family_named(saved.family);
+    if (family == nullptr || !Impl::saved_key(*family, saved, key) || !(saved.value >= 0) ||
+        !std::isfinite(saved.value)) {
+      ++not_restored;
+      continue;
+    }
+    const std::uint64_t value = saved.value >= kTwoTo64 ? std::numeric_limits<std::uint64_t>::max()
+                                                        : static_cast<std::uint64_t>(saved.value);
+    CounterSeries* series = family->find(key);
+    if (series == nullptr) series = family->add(key, saved.created);
+    if (series == nullptr) {
+      ++not_restored;
+      if (value != 0) drops.emplace_back(family, value);
+      continue;
+    }
+    series->value = value;
+    series->created = saved.created;
+  }
+  for (const auto& [family, value] : drops) impl.count_drop(*family, value);
+  if (build_info) impl.take_logged_build_info(build_info->version, build_info->git_commit, build_info->order);
+  return not_restored;
 }
 
 Snapshot Registry::snapshot() const {

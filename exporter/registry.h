@@ -11,7 +11,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "exporter/counter_state.h"
 #include "exporter/snapshot.h"
 #include "parsers/event.h"
 
@@ -70,6 +72,23 @@ class Registry {
   void merge(const Registry& other);
 
   Snapshot snapshot() const;
+
+  // The state to persist across a restart: every counter series (the CP's families and the
+  // exporter's own counters; not the gauges, not nixfleet_cp_build_info) with its value and
+  // created time, sorted by family then label values.
+  std::vector<CounterState> export_counters() const;
+  // The build info learned from the log, if any (the flag overrides are configuration, not state).
+  std::optional<BuildInfoState> export_build_info() const;
+  // Sets the counters to saved values (a restart; meant for a fresh registry, before any line).
+  // Each saved series is set, not added to, with its saved created time; series not in the list
+  // keep theirs. A saved series is not restored when its family is unknown, its label names are
+  // not the family's (in any order), a label value is empty, or its value is negative or not a
+  // number; and when it is a new label set beyond the family's series cap, in which case its value
+  // is added to series_dropped{family} (after the saved series_dropped itself has been set).
+  // Returns how many saved series were not restored, for all of these reasons together.
+  // The build info goes through the same rule as record_build_info: the caller numbers the lines
+  // of the new run after build_info->order, or the saved build info outranks the new lines.
+  std::size_t restore(const std::vector<CounterState>& counters, const std::optional<BuildInfoState>& build_info);
 
  private:
   struct Impl;

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <locale>
+#include <map>
 #include <new>
 #include <random>
 #include <string>
@@ -455,6 +456,65 @@ TEST_CASE("an invalid UTF-8 host becomes U+FFFD and shares one series") {
   REQUIRE(family->series.size() == 1);
   CHECK(family->series[0].label_values == std::vector<std::string>{"CIS-1", "web\xEF\xBF\xBD"});
   CHECK(family->series[0].value == 4);
+}
+
+TEST_CASE("snapshot order stays sorted while series are added between snapshots") {
+  RegistryOptions options;
+  options.max_series_per_family = 100000;
+  Registry registry(options);
+  // Values that sort differently as bytes than as length-prefixed keys, a prefix of another,
+  // bytes above 0x7F (after ASCII, as std::string compares), and many plain ones in random order.
+  std::vector<std::pair<std::string, std::string>> labels = {
+      {"a", "z"}, {"ab", "a"}, {"a", "y"}, {"a b", "a"}, {"\xC3\xA9", "a"}, {"z", "\xC3\xA9"}, {"Z", "a"}, {"a", "yy"},
+  };
+  for (int i = 0; i < 3000; ++i) {
+    labels.emplace_back("CIS-" + std::to_string(i % 97), "web-" + std::to_string(i * 7919 % 1000));
+  }
+  std::mt19937 rng(42);
+  std::shuffle(labels.begin(), labels.end(), rng);
+
+  std::map<std::vector<std::string>, double> want;
+  const auto check = [&] {
+    const Snapshot snapshot = registry.snapshot();
+    const Family* family = find_family(snapshot, "nixfleet_compliance_failure_events");
+    REQUIRE(family != nullptr);
+    std::vector<std::pair<std::vector<std::string>, double>> got;
+    for (const Series& series : family->series) got.emplace_back(series.label_values, series.value);
+    // std::map iterates in the order std::vector<std::string> compares, the order wanted.
+    CHECK(got == std::vector<std::pair<std::vector<std::string>, double>>(want.begin(), want.end()));
+    std::vector<std::vector<std::string>> exported;
+    for (const nle::CounterState& state : registry.export_counters()) {
+      if (state.family == "nixfleet_compliance_failure_events") exported.push_back(state.label_values);
+    }
+    CHECK(std::is_sorted(exported.begin(), exported.end()));
+    CHECK(exported.size() == want.size());
+  };
+  std::size_t next_check = 1;
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    const auto& [control, host] = labels[i];
+    registry.record(compliance(control, host));
+    want[{control, host}] += 1;
+    // Some series are counted again, so old series keep their place as new ones arrive.
+    if (i % 5 == 0) {
+      const auto& [old_control, old_host] = labels[i / 2];
+      registry.record(compliance(old_control, old_host));
+      want[{old_control, old_host}] += 1;
+    }
+    if (i + 1 == next_check) {  // snapshots at growing gaps: 1, 2, 4, ... and a few between
+      check();
+      next_check = next_check * 2 + (i % 3);
+    }
+  }
+  check();
+
+  // A merged registry's new series are sorted into place too.
+  Registry other(options);
+  other.record(compliance("AAA", "first"));
+  other.record(compliance("zzz", "last"));
+  registry.merge(other);
+  want[{"AAA", "first"}] += 1;
+  want[{"zzz", "last"}] += 1;
+  check();
 }
 
 TEST_CASE("label sets that concatenate alike stay separate series") {
