@@ -15,6 +15,9 @@
 //  - The pre-routing handler runs before a request body is read. Requests that carry a body are
 //    left to httplib (which reads it, bounded by the payload limit) and reach the same dispatch
 //    through catch-all handlers, so an unread body never poisons a keep-alive connection.
+//  - Server::set_tcp_nodelay() sets TCP_NODELAY on the listening socket, which accepted sockets
+//    inherit on Linux. Without it a response written as headers then body waits ~40 ms for the
+//    client's delayed ACK on every kept-alive request but the first.
 //  - The logger runs once per response written (including httplib's own 400/413/414), after the
 //    body and before the connection closes: that is where the ResponseObserver is called.
 #include "server/metrics_server.h"
@@ -27,14 +30,17 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <climits>
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
 #include <exception>
+#include <mutex>
 #include <optional>
 #include <system_error>
 #include <thread>
@@ -54,6 +60,9 @@ constexpr std::size_t kMaxRequestBody = 65536;  // we accept no bodies; this bou
 constexpr std::string_view kAllow = "GET, HEAD";
 constexpr std::string_view kTextContentType = "text/plain; charset=utf-8";
 constexpr std::string_view kHtmlContentType = "text/html; charset=utf-8";
+// The cache's time settings are clamped to this, so that comparing them with a time difference
+// cannot overflow.
+constexpr std::chrono::steady_clock::duration kMaxSetting = std::chrono::hours(24 * 365);
 
 // ---------------------------------------------------------------------------------------------
 // Header parsing (RFC 9110 lists: elements separated by commas, parameters by semicolons).
@@ -163,10 +172,12 @@ std::vector<ListElement> parse_list(std::string_view header) {
 // Response bodies.
 
 // One gzip member (RFC 1952) of `in`; nullopt if zlib fails (the caller then sends it plain).
+// Level 1: on a 10k-series exposition (940 KiB) it is 2.5x faster than the default level 6 for
+// a body 13% larger (56 KiB instead of 49 KiB), and a body is compressed once per render.
 std::optional<std::string> gzip(std::string_view in) {
   if (in.size() > UINT_MAX) return std::nullopt;
   z_stream zs{};
-  if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+  if (deflateInit2(&zs, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
       Z_OK) {
     return std::nullopt;
   }
@@ -222,19 +233,23 @@ std::string landing_page(const ServerOptions& o) {
 
 // Sets status, headers and body. A 2xx status is left to httplib (see the file comment on
 // Range); the body goes through a content provider so httplib never compresses it.
-void respond(httplib::Response& res, int status, std::string_view content_type, std::string body) {
+void respond(httplib::Response& res, int status, std::string_view content_type,
+             std::shared_ptr<const std::string> shared) {
   res.status = status >= 200 && status < 300 ? -1 : status;
-  if (body.empty()) {
+  if (shared->empty()) {
     res.set_content(std::string(), std::string(content_type));
     return;
   }
-  auto shared = std::make_shared<const std::string>(std::move(body));
   res.set_content_provider(shared->size(), std::string(content_type),
                            [shared](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
                              if (offset > shared->size()) return false;
                              length = std::min(length, shared->size() - offset);
                              return sink.write(shared->data() + offset, length);
                            });
+}
+
+void respond(httplib::Response& res, int status, std::string_view content_type, std::string body) {
+  respond(res, status, content_type, std::make_shared<const std::string>(std::move(body)));
 }
 
 // Joins every instance of a list header (a client may split one over several lines).
@@ -337,6 +352,36 @@ class HttpServer final : public httplib::Server {
   }
 };
 
+// One rendered body of the render cache. Immutable once published, except for its gzip form,
+// which the first gzip request computes under `gzip_mutex` (later ones wait for it).
+struct RenderedBody {
+  std::shared_ptr<const std::string> plain;
+  std::uint64_t generation = 0;
+  std::chrono::steady_clock::time_point rendered_at;  // when `generation` was read
+  // What making it cost: snapshot and render, plus gzip once done.
+  std::atomic<std::chrono::steady_clock::rep> cost{0};
+
+  // The gzip form; null with `gzip_done` when zlib failed (the body is then sent plain).
+  std::shared_ptr<const std::string> gzipped(std::atomic<std::uint64_t>& gzips) {
+    std::lock_guard lock(gzip_mutex);
+    if (!gzip_done) {
+      gzips.fetch_add(1, std::memory_order_relaxed);
+      const auto start = std::chrono::steady_clock::now();
+      if (std::optional<std::string> compressed = gzip(*plain)) {
+        gzip_body = std::make_shared<const std::string>(std::move(*compressed));
+      }
+      gzip_done = true;
+      cost.fetch_add((std::chrono::steady_clock::now() - start).count(), std::memory_order_relaxed);
+    }
+    return gzip_body;
+  }
+
+ private:
+  std::mutex gzip_mutex;
+  bool gzip_done = false;                        // guarded by gzip_mutex
+  std::shared_ptr<const std::string> gzip_body;  // guarded by gzip_mutex
+};
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -378,10 +423,28 @@ bool accepts_gzip(std::string_view accept_encoding_header) {
 
 struct MetricsServer::Impl {
   enum class State { idle, bound, running, stopped };
+  using Clock = std::chrono::steady_clock;
+
+  // The render cache of one exposition format; guarded by cache_mutex.
+  struct FormatCache {
+    std::shared_ptr<RenderedBody> body;  // null until the first render
+    Clock::time_point confirmed_at;      // last time body->generation was seen current
+    bool refreshing = false;             // a scrape is reading the generation or rendering
+  };
 
   ServerOptions options;
   SnapshotFn snapshot;
   ResponseObserver observer;
+  GenerationFn generation;
+  // options.max_stale and max_unchanged_age in the clock's unit, clamped to [0, kMaxSetting].
+  Clock::duration max_stale{};
+  Clock::duration max_unchanged_age{};
+  Clock::duration::rep render_factor = 0;  // options.max_stale_render_factor
+  std::mutex cache_mutex;
+  std::condition_variable cache_refreshed;
+  std::array<FormatCache, 2> caches;  // indexed by ExpositionFormat
+  std::atomic<std::uint64_t> renders{0};
+  std::atomic<std::uint64_t> gzips{0};
   std::string landing;
   std::atomic<bool> ready{false};
   std::atomic<int> port{0};
@@ -391,13 +454,16 @@ struct MetricsServer::Impl {
   std::atomic<bool> listen_returned{false};
 
   void configure();
-  void handle(const httplib::Request& req, httplib::Response& res) const noexcept;
-  void dispatch(const httplib::Request& req, httplib::Response& res) const;
-  void serve_metrics(const httplib::Request& req, httplib::Response& res) const;
+  void handle(const httplib::Request& req, httplib::Response& res) noexcept;
+  void dispatch(const httplib::Request& req, httplib::Response& res);
+  void serve_metrics(const httplib::Request& req, httplib::Response& res);
+  std::string render_now(ExpositionFormat format);
+  std::shared_ptr<RenderedBody> cached_body(ExpositionFormat format, Clock::time_point arrived);
 };
 
 void MetricsServer::Impl::configure() {
   http.new_task_queue = [] { return new httplib::ThreadPool(kThreads); };
+  http.set_tcp_nodelay(true);
   http.set_socket_options([](socket_t sock) {
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
@@ -430,7 +496,7 @@ void MetricsServer::Impl::configure() {
 }
 
 void MetricsServer::Impl::handle(const httplib::Request& req,
-                                 httplib::Response& res) const noexcept {
+                                 httplib::Response& res) noexcept {
   try {
     dispatch(req, res);
   } catch (...) {
@@ -446,7 +512,7 @@ void MetricsServer::Impl::handle(const httplib::Request& req,
   }
 }
 
-void MetricsServer::Impl::dispatch(const httplib::Request& req, httplib::Response& res) const {
+void MetricsServer::Impl::dispatch(const httplib::Request& req, httplib::Response& res) {
   const std::string& path = req.path;
   const bool known = path == options.telemetry_path || path == "/" || path == "/-/healthy" ||
                      path == "/-/ready";
@@ -472,34 +538,118 @@ void MetricsServer::Impl::dispatch(const httplib::Request& req, httplib::Respons
   }
 }
 
-void MetricsServer::Impl::serve_metrics(const httplib::Request& req,
-                                        httplib::Response& res) const {
-  const ExpositionFormat format = negotiate_format(joined_header(req, "Accept"));
+std::string MetricsServer::Impl::render_now(ExpositionFormat format) {
+  renders.fetch_add(1, std::memory_order_relaxed);
   RenderOptions render_options;
   render_options.format = format;
   render_options.include_created = format == ExpositionFormat::openmetrics;
   // The caller's lock is held inside snapshot() only; rendering and compression run outside it.
+  return render(snapshot(), render_options);
+}
+
+// A body for a scrape that arrived at `arrived`, under the contract in the header: the cached
+// one if it may still be served, else one refreshed by this scrape or by the one that is
+// already refreshing it.
+std::shared_ptr<RenderedBody> MetricsServer::Impl::cached_body(ExpositionFormat format,
+                                                               Clock::time_point arrived) {
+  FormatCache& cache = caches[format == ExpositionFormat::openmetrics ? 1 : 0];
+  std::unique_lock lock(cache_mutex);
+  for (;;) {
+    if (cache.body) {
+      const Clock::duration cost(cache.body->cost.load(std::memory_order_relaxed));
+      const Clock::duration stale = std::max(max_stale, std::min(cost * render_factor, kMaxSetting));
+      if (arrived - cache.body->rendered_at <= stale) return cache.body;
+      if (arrived - cache.body->rendered_at <= max_unchanged_age &&
+          arrived - std::max(cache.body->rendered_at, cache.confirmed_at) <= stale) {
+        return cache.body;
+      }
+    }
+    if (!cache.refreshing) break;
+    cache_refreshed.wait(lock);
+  }
+  cache.refreshing = true;
+  std::shared_ptr<RenderedBody> previous = cache.body;
+  lock.unlock();
+  try {
+    const Clock::time_point read_at = Clock::now();
+    const std::uint64_t current = generation();
+    if (previous && previous->generation == current &&
+        read_at - previous->rendered_at <= max_unchanged_age) {
+      lock.lock();
+      cache.confirmed_at = std::max(cache.confirmed_at, read_at);
+    } else {
+      // The generation is read before the snapshot is taken: if it moves in between, the body
+      // holds newer counts than its generation says and is only refreshed sooner than needed.
+      auto body = std::make_shared<RenderedBody>();
+      body->plain = std::make_shared<const std::string>(render_now(format));
+      body->generation = current;
+      body->rendered_at = read_at;
+      body->cost.store((Clock::now() - read_at).count(), std::memory_order_relaxed);
+      lock.lock();
+      cache.body = std::move(body);
+      cache.confirmed_at = read_at;
+    }
+    cache.refreshing = false;
+    std::shared_ptr<RenderedBody> result = cache.body;
+    lock.unlock();
+    cache_refreshed.notify_all();
+    return result;
+  } catch (...) {
+    if (!lock.owns_lock()) lock.lock();
+    cache.refreshing = false;
+    lock.unlock();
+    cache_refreshed.notify_all();
+    throw;
+  }
+}
+
+void MetricsServer::Impl::serve_metrics(const httplib::Request& req, httplib::Response& res) {
+  const Clock::time_point arrived = Clock::now();
+  const ExpositionFormat format = negotiate_format(joined_header(req, "Accept"));
+  const bool want_gzip = accepts_gzip(joined_header(req, "Accept-Encoding"));
   // HEAD renders too, so that its Content-Length and Content-Encoding are GET's; httplib then
   // sends no body.
-  std::string body = render(snapshot(), render_options);
-  res.set_header("Vary", "Accept-Encoding");
-  if (accepts_gzip(joined_header(req, "Accept-Encoding"))) {
-    if (std::optional<std::string> compressed = gzip(body)) {
-      body = std::move(*compressed);
+  std::shared_ptr<const std::string> body;
+  if (generation) {
+    const std::shared_ptr<RenderedBody> rendered = cached_body(format, arrived);
+    if (want_gzip) body = rendered->gzipped(gzips);
+    if (body) {
       res.set_header("Content-Encoding", "gzip");
+    } else {
+      body = rendered->plain;
     }
+  } else {
+    std::string text = render_now(format);
+    if (want_gzip) {
+      gzips.fetch_add(1, std::memory_order_relaxed);
+      if (std::optional<std::string> compressed = gzip(text)) {
+        text = std::move(*compressed);
+        res.set_header("Content-Encoding", "gzip");
+      }
+    }
+    body = std::make_shared<const std::string>(std::move(text));
   }
+  res.set_header("Vary", "Accept-Encoding");
   respond(res, 200,
           format == ExpositionFormat::openmetrics ? kOpenMetricsContentType
                                                   : kPrometheusContentType,
           std::move(body));
 }
 
-MetricsServer::MetricsServer(ServerOptions options, SnapshotFn snapshot, ResponseObserver observer)
+MetricsServer::MetricsServer(ServerOptions options, SnapshotFn snapshot, ResponseObserver observer,
+                             GenerationFn generation)
     : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   impl_->snapshot = std::move(snapshot);
   impl_->observer = std::move(observer);
+  impl_->generation = std::move(generation);
+  const auto clamp = [](std::chrono::milliseconds ms) {
+    return std::chrono::duration_cast<Impl::Clock::duration>(std::clamp(
+        ms, std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(kMaxSetting)));
+  };
+  impl_->max_stale = clamp(impl_->options.max_stale);
+  impl_->max_unchanged_age = clamp(impl_->options.max_unchanged_age);
+  impl_->render_factor = std::min<Impl::Clock::duration::rep>(impl_->options.max_stale_render_factor, 1000);
   impl_->landing = landing_page(impl_->options);
   impl_->configure();
 }
@@ -575,5 +725,9 @@ void MetricsServer::stop() {
 }
 
 void MetricsServer::set_ready(bool ready) { impl_->ready.store(ready, std::memory_order_relaxed); }
+
+MetricsServer::RenderStats MetricsServer::render_stats() const {
+  return {impl_->renders.load(std::memory_order_relaxed), impl_->gzips.load(std::memory_order_relaxed)};
+}
 
 }  // namespace nle

@@ -4,6 +4,8 @@
 // Thread-safe: handlers run on the server's own threads.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -19,6 +21,17 @@ struct ServerOptions {
   std::string telemetry_path = "/metrics";
   std::string version = "unknown";
   std::string revision = "unknown";
+  // The render cache (see MetricsServer); only used when the server has a GenerationFn.
+  // A body is reused for this long after its snapshot began even if the generation moved: this
+  // bounds how often a scrape renders while lines are ingested. 0: only reuse confirmed bodies.
+  std::chrono::milliseconds max_stale{5};
+  // ... or for this many times what the body cost to make (snapshot, render and gzip), when that
+  // is longer: rendering then takes at most 1/(factor + 1) of a core per format, whatever the
+  // number of series. 0: max_stale alone.
+  unsigned max_stale_render_factor = 2;
+  // A body whose generation has not moved is reused for this long after its snapshot began, so
+  // metrics that do not bump the generation (self-metrics, process_*) are at most this old.
+  std::chrono::milliseconds max_unchanged_age{1000};
 };
 
 // Picks the exposition format an `Accept` header prefers (q-values honoured; OpenMetrics only
@@ -42,16 +55,40 @@ bool accepts_gzip(std::string_view accept_encoding_header);
 // Other methods on these paths get 405 with `Allow: GET, HEAD`; any method on any other path
 // gets 404. No exception escapes; a throwing snapshot callback gives a 500.
 //
+// Responses go out with TCP_NODELAY, so a kept-alive scrape does not wait for a delayed ACK.
+//
+// Render cache. Without a GenerationFn every scrape takes a snapshot, renders it and compresses
+// it. With one, the caller promises a number that changes whenever the counts it wants visible
+// change (e.g. bumped at each consistent point of ingestion), and rendered bodies are reused,
+// one per exposition format, with their gzip form computed at most once per body, on the first
+// gzip request. The staleness contract, for a scrape that arrives at time t, where a body's age
+// is counted from the moment its generation was read, just before its snapshot was taken, and
+// S = max(max_stale, max_stale_render_factor x the time the cached body took to make: its
+// snapshot and render, plus its gzip once done), so S is max_stale unless rendering is slow:
+//  - every change that bumped the generation before t - S is in the body served;
+//  - any other change (counters that do not bump the generation, process_* metrics, the
+//    snapshot callback's own extras) is in it if it happened before t - max(S,
+//    max_unchanged_age);
+// that is, a body is served when its age is at most S, or when its age is at most
+// max_unchanged_age and its generation was seen unchanged no more than S before t.
+// Otherwise one scrape reads the generation (and renders if it moved) while concurrent scrapes
+// of the same format wait for it: at most one generation read or render per format runs at a
+// time, so a burst of scrapes costs one snapshot, not one each. A snapshot callback that throws
+// caches nothing (that scrape gets a 500, and the next one tries again).
+//
 // bind(), start(), stop() and the destructor are called from one owning thread; set_ready() and
-// port() from any thread. The snapshot callback and the observer run on server threads (up to
-// four at once) and must be thread-safe; the snapshot callback is where the caller takes its
-// lock, and it should only copy.
+// port() from any thread. The snapshot, generation and observer callbacks run on server threads
+// (up to four at once) and must be thread-safe; the snapshot callback is where the caller takes
+// its lock, and it should only copy; the generation callback should be cheap.
 class MetricsServer {
  public:
   using SnapshotFn = std::function<Snapshot()>;
   using ResponseObserver = std::function<void(int status)>;  // once per response written
+  using GenerationFn = std::function<std::uint64_t()>;        // see "Render cache" above
 
-  MetricsServer(ServerOptions options, SnapshotFn snapshot, ResponseObserver observer = {});
+  // An empty `generation` disables the render cache: every scrape renders.
+  MetricsServer(ServerOptions options, SnapshotFn snapshot, ResponseObserver observer = {},
+                GenerationFn generation = {});
   ~MetricsServer();  // stops
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
@@ -68,6 +105,13 @@ class MetricsServer {
   // Idempotent; a bound but never started listener is closed.
   void stop();
   void set_ready(bool ready);  // /-/ready answers 503 until set
+
+  // What the telemetry path has cost so far; callable from any thread.
+  struct RenderStats {
+    std::uint64_t renders = 0;  // snapshots taken and rendered
+    std::uint64_t gzips = 0;    // bodies compressed
+  };
+  RenderStats render_stats() const;
 
  private:
   struct Impl;

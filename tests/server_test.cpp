@@ -2,6 +2,8 @@
 // raw sockets so that the test sees exactly the bytes on the wire.
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -12,6 +14,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -95,6 +98,15 @@ class Connection {
   Connection& operator=(const Connection&) = delete;
 
   bool valid() const { return fd_ >= 0; }
+
+  // The client's own port, which is the peer port of the server's accepted socket.
+  int local_port() const {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return 0;
+    return addr.ss_family == AF_INET ? ntohs(reinterpret_cast<const sockaddr_in&>(addr).sin_port)
+                                     : ntohs(reinterpret_cast<const sockaddr_in6&>(addr).sin6_port);
+  }
 
   bool send_all(std::string_view data) {
     while (!data.empty()) {
@@ -189,6 +201,36 @@ std::optional<HttpResponse> http(int port, std::string_view method, std::string_
   return r;
 }
 
+// One request on a kept-alive connection: the response, or nullopt if it did not arrive whole.
+std::optional<HttpResponse> http_on(Connection& c, std::string_view target, const Headers& headers = {}) {
+  if (!c.send_all(request_text("GET", target, headers, {}, false))) return std::nullopt;
+  std::string raw;
+  for (;;) {
+    if (std::optional<HttpResponse> r = parse_response(raw, false)) return r;
+    if (!c.receive_some(raw)) return std::nullopt;
+  }
+}
+
+// The server's end of a loopback TCP connection in this process (the server runs in-process):
+// the socket whose local port is `server_port` and whose peer port is `client_port`; -1 if none.
+int accepted_socket(int server_port, int client_port) {
+  const auto port_of = [](const sockaddr_storage& addr) {
+    if (addr.ss_family == AF_INET) return static_cast<int>(ntohs(reinterpret_cast<const sockaddr_in&>(addr).sin_port));
+    if (addr.ss_family == AF_INET6) return static_cast<int>(ntohs(reinterpret_cast<const sockaddr_in6&>(addr).sin6_port));
+    return 0;
+  };
+  for (int fd = 0; fd < 4096; ++fd) {
+    sockaddr_storage local{};
+    sockaddr_storage peer{};
+    socklen_t local_len = sizeof local;
+    socklen_t peer_len = sizeof peer;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) != 0) continue;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0) continue;
+    if (port_of(local) == server_port && port_of(peer) == client_port) return fd;
+  }
+  return -1;
+}
+
 std::string gunzip(const std::string& in) {
   z_stream zs{};
   if (inflateInit2(&zs, 15 + 16) != Z_OK) throw std::runtime_error("inflateInit2");
@@ -247,8 +289,9 @@ ServerOptions loopback(std::string telemetry_path = "/metrics") {
 struct RunningServer {
   explicit RunningServer(ServerOptions options = loopback(),
                          MetricsServer::SnapshotFn snapshot = test_snapshot,
-                         MetricsServer::ResponseObserver observer = {})
-      : server(std::move(options), std::move(snapshot), std::move(observer)) {
+                         MetricsServer::ResponseObserver observer = {},
+                         MetricsServer::GenerationFn generation = {})
+      : server(std::move(options), std::move(snapshot), std::move(observer), std::move(generation)) {
     const std::string error = server.bind();
     REQUIRE(error.empty());
     REQUIRE(server.port() > 0);
@@ -750,4 +793,309 @@ TEST_CASE("four threads scraping while the snapshot data changes all get whole r
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   CHECK(observed.load() == kThreads * kScrapes);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Render cache and TCP
+
+namespace {
+
+// test_snapshot() with the first counter set to `value`.
+Snapshot snapshot_with(double value) {
+  Snapshot s = test_snapshot();
+  s[0].series[0].value = value;
+  return s;
+}
+
+// Hands out snapshot_with(value) and counts the calls: what a registry behind a lock would do.
+struct CountingSource {
+  std::mutex m;
+  double value = 1;
+  std::uint64_t generation = 0;
+  int snapshots = 0;
+
+  Snapshot snapshot() {
+    std::lock_guard<std::mutex> lock(m);
+    ++snapshots;
+    return snapshot_with(value);
+  }
+  std::uint64_t current_generation() {
+    std::lock_guard<std::mutex> lock(m);
+    return generation;
+  }
+  void bump(double new_value) {
+    std::lock_guard<std::mutex> lock(m);
+    value = new_value;
+    ++generation;
+  }
+  int snapshot_count() {
+    std::lock_guard<std::mutex> lock(m);
+    return snapshots;
+  }
+};
+
+ServerOptions cached(std::chrono::milliseconds max_stale, std::chrono::milliseconds max_unchanged_age) {
+  ServerOptions o = loopback();
+  o.max_stale = max_stale;
+  o.max_unchanged_age = max_unchanged_age;
+  o.max_stale_render_factor = 0;  // the tests that want it set it
+  return o;
+}
+
+RunningServer cached_server(CountingSource& source, ServerOptions options) {
+  return RunningServer(
+      std::move(options), [&source] { return source.snapshot(); }, {},
+      [&source] { return source.current_generation(); });
+}
+
+bool shows(const std::optional<HttpResponse>& r, double value) {
+  const std::string sample = "nixfleet_test_events_total{kind=\"alpha\"} " + std::to_string(static_cast<int>(value)) + "\n";
+  return r && r->status == 200 && r->body.find(sample) != std::string::npos;
+}
+
+constexpr std::chrono::hours kForever{24};
+
+}  // namespace
+
+TEST_CASE("without a generation callback every scrape takes a snapshot", "[server][cache]") {
+  CountingSource source;
+  RunningServer s(loopback(), [&source] { return source.snapshot(); });
+  for (int i = 0; i < 5; ++i) REQUIRE(http(s.port(), "GET", "/metrics"));
+  CHECK(source.snapshot_count() == 5);
+  CHECK(s.server.render_stats().renders == 5);
+}
+
+TEST_CASE("a cached body is reused while the generation stands still", "[server][cache]") {
+  CountingSource source;
+  // max_stale 0: every reuse below is allowed only because the generation did not move.
+  RunningServer s = cached_server(source, cached(std::chrono::milliseconds(0), kForever));
+  const std::string first = http(s.port(), "GET", "/metrics")->body;
+  CHECK(first == prometheus_text(snapshot_with(1)));
+  for (int i = 0; i < 20; ++i) {
+    const auto r = http(s.port(), i % 2 == 0 ? "GET" : "HEAD", "/metrics");
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    if (i % 2 == 0) CHECK(r->body == first);
+  }
+  CHECK(source.snapshot_count() == 1);
+  // Each exposition format has its own cached body.
+  for (int i = 0; i < 5; ++i) {
+    const auto r = http(s.port(), "GET", "/metrics", {{"Accept", std::string(kPrometheusAccept)}});
+    REQUIRE(r);
+    CHECK(r->body == openmetrics_text(snapshot_with(1)));
+  }
+  CHECK(source.snapshot_count() == 2);
+  CHECK(s.server.render_stats().renders == 2);
+}
+
+TEST_CASE("a generation change is visible once max_stale has passed", "[server][cache]") {
+  CountingSource source;
+  RunningServer s = cached_server(source, cached(std::chrono::milliseconds(30), kForever));
+  REQUIRE(shows(http(s.port(), "GET", "/metrics"), 1));
+  source.bump(2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(40));
+  CHECK(shows(http(s.port(), "GET", "/metrics"), 2));
+  CHECK(source.snapshot_count() == 2);
+}
+
+TEST_CASE("with max_stale 0 the next scrape after a generation change shows it", "[server][cache]") {
+  CountingSource source;
+  RunningServer s = cached_server(source, cached(std::chrono::milliseconds(0), kForever));
+  for (int v = 1; v <= 5; ++v) {
+    if (v > 1) source.bump(v);
+    CHECK(shows(http(s.port(), "GET", "/metrics"), v));
+    CHECK(shows(http(s.port(), "GET", "/metrics"), v));
+  }
+  CHECK(source.snapshot_count() == 5);
+}
+
+TEST_CASE("within max_stale a body is reused even though the generation moved", "[server][cache]") {
+  CountingSource source;
+  // The largest setting must not overflow when compared with a time difference.
+  constexpr auto kMax = std::chrono::milliseconds::max();
+  RunningServer s = cached_server(source, cached(kMax, kMax));
+  REQUIRE(shows(http(s.port(), "GET", "/metrics"), 1));
+  source.bump(2);
+  CHECK(shows(http(s.port(), "GET", "/metrics"), 1));
+  CHECK(source.snapshot_count() == 1);
+}
+
+TEST_CASE("a slow render stretches max_stale to a multiple of its cost", "[server][cache]") {
+  CountingSource source;
+  ServerOptions options = cached(std::chrono::milliseconds(0), kForever);
+  options.max_stale_render_factor = 2;
+  RunningServer s(
+      std::move(options),
+      [&source] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        return source.snapshot();
+      },
+      {}, [&source] { return source.current_generation(); });
+  REQUIRE(shows(http(s.port(), "GET", "/metrics"), 1));  // cost >= 100 ms: reused for >= 200 ms
+  source.bump(2);
+  CHECK(shows(http(s.port(), "GET", "/metrics"), 1));
+  CHECK(source.snapshot_count() == 1);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!shows(http(s.port(), "GET", "/metrics"), 2) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(shows(http(s.port(), "GET", "/metrics"), 2));
+}
+
+TEST_CASE("an unchanged body is rendered again after max_unchanged_age", "[server][cache]") {
+  CountingSource source;
+  RunningServer s = cached_server(source, cached(std::chrono::milliseconds(0), std::chrono::milliseconds(30)));
+  REQUIRE(http(s.port(), "GET", "/metrics"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(40));
+  REQUIRE(http(s.port(), "GET", "/metrics"));
+  CHECK(source.snapshot_count() == 2);
+}
+
+TEST_CASE("the gzip form of a cached body is computed once", "[server][cache][gzip]") {
+  CountingSource source;
+  RunningServer s = cached_server(source, cached(kForever, kForever));
+  const std::string plain = http(s.port(), "GET", "/metrics")->body;
+  CHECK(s.server.render_stats().gzips == 0);  // lazily: only when someone asks for gzip
+  for (int i = 0; i < 10; ++i) {
+    const auto r = http(s.port(), i % 3 == 0 ? "HEAD" : "GET", "/metrics", {{"Accept-Encoding", "gzip"}});
+    REQUIRE(r);
+    CHECK(r->header("content-encoding") == "gzip");
+    CHECK(r->header_count("content-encoding") == 1);
+    if (i % 3 != 0) CHECK(gunzip(r->body) == plain);
+  }
+  CHECK(s.server.render_stats().gzips == 1);
+  CHECK(s.server.render_stats().renders == 1);
+  // A plain scrape of the same body still gets it plain.
+  const auto r = http(s.port(), "GET", "/metrics");
+  REQUIRE(r);
+  CHECK(r->header("content-encoding").empty());
+  CHECK(r->body == plain);
+}
+
+TEST_CASE("a snapshot callback that throws is not cached", "[server][cache]") {
+  std::atomic<bool> fail{true};
+  std::atomic<int> calls{0};
+  RunningServer s(
+      cached(kForever, kForever),
+      [&] {
+        calls.fetch_add(1);
+        if (fail.load()) throw std::runtime_error("registry on fire");
+        return test_snapshot();
+      },
+      {}, [] { return std::uint64_t{7}; });
+  auto r = http(s.port(), "GET", "/metrics");
+  REQUIRE(r);
+  CHECK(r->status == 500);
+  fail.store(false);
+  r = http(s.port(), "GET", "/metrics");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(r->body == prometheus_text(test_snapshot()));
+  CHECK(calls.load() == 2);
+}
+
+TEST_CASE("concurrent scrapes that need a fresh body wait for one render", "[server][cache][concurrency]") {
+  std::atomic<int> snapshots{0};
+  // The render is slow, so the other scrapes arrive while it runs and must wait for it.
+  RunningServer s(
+      cached(std::chrono::milliseconds(0), kForever),
+      [&] {
+        snapshots.fetch_add(1);
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        return test_snapshot();
+      },
+      {}, [] { return std::uint64_t{1}; });
+  constexpr int kClients = 4;  // the server's thread count
+  std::atomic<int> ready{0};
+  std::atomic<int> good{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < kClients; ++t) {
+    clients.emplace_back([&, t] {
+      ready.fetch_add(1);
+      while (ready.load() < kClients) std::this_thread::yield();
+      Headers h;
+      if (t % 2 == 0) h.emplace_back("Accept-Encoding", "gzip");
+      const auto r = http(s.port(), "GET", "/metrics", h);
+      if (!r || r->status != 200) return;
+      try {
+        if ((t % 2 == 0 ? gunzip(r->body) : r->body) == prometheus_text(test_snapshot())) good.fetch_add(1);
+      } catch (const std::exception&) {
+      }
+    });
+  }
+  for (auto& c : clients) c.join();
+  CHECK(good.load() == kClients);
+  CHECK(snapshots.load() == 1);
+  CHECK(s.server.render_stats().gzips == 1);
+}
+
+TEST_CASE("cached scrapes while the generation moves all get whole, current-enough responses",
+          "[server][cache][concurrency]") {
+  CountingSource source;
+  RunningServer s = cached_server(source, cached(std::chrono::milliseconds(1), std::chrono::milliseconds(20)));
+  std::atomic<bool> done{false};
+  std::thread mutator([&] {
+    double v = 1;
+    while (!done.load()) {
+      source.bump(++v);
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  });
+  constexpr int kThreads = 4;
+  constexpr int kScrapes = 100;
+  std::atomic<int> good{0};
+  std::vector<std::thread> scrapers;
+  for (int t = 0; t < kThreads; ++t) {
+    scrapers.emplace_back([&, t] {
+      std::unique_ptr<Connection> c;
+      for (int i = 0; i < kScrapes; ++i) {
+        // httplib closes a kept-alive connection after a few requests; open another then.
+        if (!c) c = std::make_unique<Connection>("127.0.0.1", s.port());
+        const bool gzip = (i + t) % 2 == 0;
+        const bool openmetrics = (i + t) % 3 == 0;
+        Headers h;
+        if (gzip) h.emplace_back("Accept-Encoding", "gzip");
+        if (openmetrics) h.emplace_back("Accept", std::string(kPrometheusAccept));
+        const auto r = http_on(*c, "/metrics", h);
+        if (!r || r->header("connection") == "close") c.reset();
+        if (!r || r->status != 200) continue;
+        std::string body;
+        try {
+          body = gzip ? gunzip(r->body) : r->body;
+        } catch (const std::exception&) {
+          continue;
+        }
+        const bool whole = body.find("nixfleet_test_events") != std::string::npos &&
+                           body.find("nixfleet_test_queue_depth") != std::string::npos &&
+                           (!openmetrics || (body.size() >= 6 && body.substr(body.size() - 6) == "# EOF\n"));
+        if (whole) good.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : scrapers) t.join();
+  done.store(true);
+  mutator.join();
+  CHECK(good.load() == kThreads * kScrapes);
+}
+
+TEST_CASE("accepted connections have TCP_NODELAY, so kept-alive scrapes do not wait for an ACK",
+          "[server][tcp]") {
+  RunningServer s;
+  Connection c("127.0.0.1", s.port());
+  REQUIRE(c.valid());
+  REQUIRE(http_on(c, "/metrics"));  // the server has accepted it and keeps it open
+  const int fd = accepted_socket(s.port(), c.local_port());
+  REQUIRE(fd >= 0);
+  int nodelay = 0;
+  socklen_t len = sizeof nodelay;
+  REQUIRE(::getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) == 0);
+  CHECK(nodelay != 0);
+  // And the effect: later requests on the connection do not take a delayed ACK's ~40 ms.
+  auto best = std::chrono::steady_clock::duration::max();
+  for (int i = 0; i < 3; ++i) {  // httplib serves 5 requests per connection
+    const auto start = std::chrono::steady_clock::now();
+    REQUIRE(http_on(c, "/metrics"));
+    best = std::min(best, std::chrono::steady_clock::now() - start);
+  }
+  CHECK(best < std::chrono::milliseconds(20));
 }
