@@ -50,10 +50,18 @@ struct FollowConfig {
   bool linger = false;
   LogLevel log_level = LogLevel::info;
   LogFormat log_format = LogFormat::logfmt;
+  std::string state_file;  // empty: no state kept
+  std::chrono::milliseconds state_interval{1000};
+  bool state_reset = false;
+  std::vector<std::string> journal_units;  // the native journald source, instead of files
+  std::string journal_directory;
 };
 
 // Follows the inputs and serves the metrics until SIGTERM/SIGINT (or end of stdin).
 int run_follow(const FollowConfig& config);
+
+// Prints the journald cursor a state file records (for `journalctl --after-cursor=`).
+int run_cursor(const std::string& state_file);
 
 // The exporter's version line for --version.
 std::string version_text();

@@ -1,7 +1,12 @@
 // `follow`: the long-running job. Threads and who owns what:
-// - the main thread reads (follower, or stdin) and ingests: the only writer of the registry;
-// - the server's threads take a snapshot under the registry mutex and render outside it, so a
-//   scrape waits at most for one line's ingestion, never for a file read;
+// - the main thread reads (follower, journal, or stdin) and ingests: the only writer of the
+//   registry. It holds the registry lock for one read's worth of lines at a time, never while
+//   reading, so a scrape waits at most for one chunk's parsing, never for a file read;
+// - the server's threads take a snapshot under that lock and render outside it;
+// - the state saver (with --state-file) writes the counters and the input positions together,
+//   taken under the same lock at a *consistent point*: after a whole read was ingested and no
+//   multi-line record is held, so the saved counters are exactly those of the lines before the
+//   saved positions, whenever the process dies. It sleeps while nothing changes;
 // - a signal thread turns SIGTERM/SIGINT into a stop and SIGHUP into a reopen.
 
 #include <poll.h>
@@ -11,10 +16,13 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <map>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <ctime>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -28,15 +36,28 @@
 #include "nle_version.h"
 #include "server/metrics_server.h"
 #include "source/follower.h"
+#include "source/journal_source.h"
 #include "source/line_splitter.h"
+#include "state/state_file.h"
 
 namespace nle {
 namespace {
 
-// The registry and its lock; ingestion and scrapes meet only here.
+// The registry, its lock, and the positions that go with its counts; ingestion, scrapes and the
+// state saver meet only here.
 struct SharedRegistry {
   std::mutex mutex;
   Registry registry;
+  // Guarded by `mutex`: the input positions matching the registry's counts at the last
+  // consistent point, and whether the counts have moved past them since.
+  std::vector<FilePosition> positions;
+  std::string journal_cursor;
+  std::string stdin_journal_cursor;
+  bool consistent = true;
+  // Bumped at each consistent point with new counts. Atomic so that a scrape can ask whether its
+  // cached page is current without waiting for the lock ingestion holds.
+  std::atomic<std::uint64_t> generation{0};
+
   explicit SharedRegistry(RegistryOptions options) : registry(std::move(options)) {}
 
   Snapshot snapshot() {
@@ -52,82 +73,288 @@ struct SharedRegistry {
   }
 };
 
-// One ingester per file: a multi-line record held for one file must not be completed by a
-// line of another. A read shorter than the chunk means the reader caught up with the writer,
-// which writes a record whole, so a held record is complete then.
-class IngestingSink final : public FollowerSink {
+// Writes the state file when something changed, at most every interval, from its own thread;
+// nothing wakes it while the counts stand still.
+class StateSaver {
  public:
-  IngestingSink(SharedRegistry& shared, InputFormat format, std::size_t read_chunk_bytes, Logger& log)
-      : shared_(shared), format_(format), read_chunk_bytes_(read_chunk_bytes), log_(log) {}
+  StateSaver(std::string path, std::chrono::milliseconds interval, SharedRegistry& shared, Logger& log)
+      : path_(std::move(path)), interval_(interval), shared_(shared), log_(log) {}
 
-  void on_line(std::string_view path, std::string_view line) override {
-    std::lock_guard lock(shared_.mutex);
-    ingester_for(path).line(line, ++order_);
+  void start() {
+    thread_ = std::thread([this] { loop(); });
   }
-  void on_oversize(std::string_view path, std::uint64_t bytes) override {
+  // Something new reached a consistent point.
+  void notify() {
     {
-      std::lock_guard lock(shared_.mutex);
-      ingester_for(path).oversize_line(bytes);
+      std::lock_guard lock(mutex_);
+      dirty_ = true;
     }
-    log_.warn("skipped a line over --max-line-bytes", {{"path", path}, {"bytes", std::to_string(bytes)}});
+    wake_.notify_one();
   }
-  void on_chunk_done(std::string_view path, std::uint64_t bytes) override {
-    std::lock_guard lock(shared_.mutex);
-    LineIngester& ingester = ingester_for(path);
-    ingester.bytes(bytes);
-    if (bytes < read_chunk_bytes_) ingester.end_of_input(++order_);
-    ingester.flush();
-  }
-  void on_rotation(std::string_view path) override {
-    count(SelfCounter::rotations);
-    log_.info("file rotated; finished the old one, reading the new one from its start", {{"path", path}});
-  }
-  void on_truncation(std::string_view path) override {
-    count(SelfCounter::truncations);
-    log_.warn("file truncated; reading it again from its start", {{"path", path}});
-  }
-  void on_read_error(std::string_view path, std::string_view reason, std::string_view message) override {
-    count(SelfCounter::read_errors, reason);
-    log_.error("cannot read file; will retry", {{"path", path}, {"reason", reason}, {"error", message}});
-  }
-  void on_notice(std::string_view message) override { log_.info(message); }
-  void on_files_watched(std::size_t count) override {
-    std::lock_guard lock(shared_.mutex);
-    shared_.registry.set_self(SelfGauge::files_watched, static_cast<double>(count));
+  // Stops the thread and writes the final state (the caller has reached a consistent point).
+  void stop_and_save() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_one();
+    if (thread_.joinable()) thread_.join();
+    save();
   }
 
  private:
-  void count(SelfCounter counter, std::string_view label = {}) {
-    std::lock_guard lock(shared_.mutex);
-    shared_.registry.add_self(counter, label);
+  void loop() {
+    auto last_save = std::chrono::steady_clock::now() - interval_;
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [&] { return dirty_ || stopping_; });
+      if (stopping_) return;
+      // Let changes gather until the interval since the last save has passed.
+      if (wake_.wait_until(lock, last_save + interval_, [&] { return stopping_; })) return;
+      dirty_ = false;
+      lock.unlock();
+      save();
+      last_save = std::chrono::steady_clock::now();
+      lock.lock();
+    }
   }
 
-  LineIngester& ingester_for(std::string_view path) {
-    auto it = ingesters_.find(path);
+  void save() {
+    ExporterState state;
+    {
+      std::lock_guard lock(shared_.mutex);
+      if (!shared_.consistent) {
+        notify_later();
+        return;
+      }
+      if (shared_.generation == saved_generation_ && saved_once_) return;
+      saved_generation_ = shared_.generation;
+      state.files = shared_.positions;
+      state.journal_cursor = shared_.journal_cursor;
+      state.stdin_journal_cursor = shared_.stdin_journal_cursor;
+      state.counters = shared_.registry.export_counters();
+      state.build_info = shared_.registry.export_build_info();
+    }
+    saved_once_ = true;
+    state.written_at = static_cast<std::int64_t>(std::time(nullptr));
+    state.exporter_version = version_text();
+    std::string error;
+    if (!write_state_file(path_, serialize_state(state), error)) {
+      log_.error("cannot write the state file; counts since the last good save would be read again after a restart",
+                 {{"error", error}});
+      return;
+    }
+    log_.debug("state saved", {{"path", path_}, {"series", std::to_string(state.counters.size())}});
+  }
+
+  void notify_later() {
+    std::lock_guard lock(mutex_);
+    dirty_ = true;
+  }
+
+  std::string path_;
+  std::chrono::milliseconds interval_;
+  SharedRegistry& shared_;
+  Logger& log_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool dirty_ = false;
+  bool stopping_ = false;
+  std::thread thread_;
+  std::uint64_t saved_generation_ = 0;
+  bool saved_once_ = false;
+};
+
+// Ingests lines from any source. One ingester per input name: a multi-line record held for one
+// file must not be completed by a line of another. The registry lock is held from the first line
+// of a read to its end, so the counts and the positions published at the end agree.
+class Ingestion {
+ public:
+  // `first_order` continues the build-info order of a restored state, so a line read after a
+  // restart always outranks the build info learned before it.
+  Ingestion(SharedRegistry& shared, InputFormat format, StateSaver* saver, std::uint64_t first_order)
+      : shared_(shared), format_(format), saver_(saver), order_(first_order) {}
+
+  void line(std::string_view input, std::string_view line) {
+    hold_lock();
+    ingester_for(input).line(line, ++order_);
+  }
+  void oversize(std::string_view input, std::uint64_t bytes) {
+    hold_lock();
+    ingester_for(input).oversize_line(bytes);
+  }
+  void bytes(std::string_view input, std::uint64_t n) {
+    hold_lock();
+    ingester_for(input).bytes(n);
+  }
+  // The reader caught up with its writer, who writes a record whole: held records are complete.
+  void caught_up(std::string_view input) {
+    hold_lock();
+    ingester_for(input).end_of_input(++order_);
+  }
+  // The end of one read. Publishes positions if nothing is held (publish fills them in under the
+  // lock), flushes counts and lets scrapes in again.
+  template <class Publish>
+  void end_of_read(Publish&& publish) {
+    hold_lock();
+    bool holding = false;
+    for (auto& [name, ingester] : ingesters_) {
+      ingester->flush();
+      holding = holding || ingester->holds_record();
+    }
+    shared_.consistent = !holding;
+    if (!holding) {
+      publish();
+      ++shared_.generation;
+    }
+    lock_.unlock();
+    if (!holding && saver_ != nullptr) saver_->notify();
+  }
+  // Shutdown: every held record is complete now.
+  template <class Publish>
+  void finish(Publish&& publish) {
+    hold_lock();
+    for (auto& [name, ingester] : ingesters_) ingester->end_of_input(++order_);
+    end_of_read(publish);
+  }
+  // Self-metrics from the reader's callbacks, which may come in the middle of a read (a rotation
+  // found while lines are being handed out): use the lock this thread holds, if it holds it.
+  template <class Change>
+  void update(Change&& change) {
+    if (lock_.owns_lock()) {
+      change(shared_.registry);
+    } else {
+      std::lock_guard lock(shared_.mutex);
+      change(shared_.registry);
+    }
+    ++shared_.generation;  // a rotation or read error is news for the next scrape too
+  }
+  void count(SelfCounter counter, std::string_view label = {}) {
+    update([&](Registry& registry) { registry.add_self(counter, label); });
+  }
+  const std::string& last_cursor(std::string_view input) { return ingester_for(input).last_journal_cursor(); }
+
+ private:
+  void hold_lock() {
+    if (!lock_.owns_lock()) {
+      lock_ = std::unique_lock(shared_.mutex);
+      shared_.consistent = false;
+    }
+  }
+  LineIngester& ingester_for(std::string_view input) {
+    auto it = ingesters_.find(input);
     if (it == ingesters_.end()) {
-      it = ingesters_.emplace(std::string(path), std::make_unique<LineIngester>(format_, shared_.registry)).first;
+      it = ingesters_.emplace(std::string(input), std::make_unique<LineIngester>(format_, shared_.registry)).first;
     }
     return *it->second;
   }
 
   SharedRegistry& shared_;
   InputFormat format_;
+  StateSaver* saver_;
+  std::unique_lock<std::mutex> lock_;
+  std::map<std::string, std::unique_ptr<LineIngester>, std::less<>> ingesters_;
+  std::uint64_t order_;
+};
+
+class FileSink final : public FollowerSink {
+ public:
+  FileSink(Ingestion& ingestion, SharedRegistry& shared, std::size_t read_chunk_bytes, Logger& log)
+      : ingestion_(ingestion), shared_(shared), read_chunk_bytes_(read_chunk_bytes), log_(log) {}
+  void set_follower(Follower& follower) { follower_ = &follower; }
+
+  void on_line(std::string_view path, std::string_view line) override { ingestion_.line(path, line); }
+  void on_oversize(std::string_view path, std::uint64_t bytes) override {
+    ingestion_.oversize(path, bytes);
+    log_.warn("skipped a line over --max-line-bytes", {{"path", path}, {"bytes", std::to_string(bytes)}});
+  }
+  void on_chunk_done(std::string_view path, std::uint64_t bytes) override {
+    ingestion_.bytes(path, bytes);
+    if (bytes < read_chunk_bytes_) ingestion_.caught_up(path);  // a short read: the writer is behind us
+    publish_positions();
+  }
+  void on_rotation(std::string_view path) override {
+    ingestion_.count(SelfCounter::rotations);
+    log_.info("file rotated; finished the old one, reading the new one from its start", {{"path", path}});
+  }
+  void on_truncation(std::string_view path) override {
+    ingestion_.count(SelfCounter::truncations);
+    log_.warn("file truncated; reading it again from its start", {{"path", path}});
+  }
+  void on_read_error(std::string_view path, std::string_view reason, std::string_view message) override {
+    ingestion_.count(SelfCounter::read_errors, reason);
+    log_.error("cannot read file; will retry", {{"path", path}, {"reason", reason}, {"error", message}});
+  }
+  void on_notice(std::string_view message) override { log_.info(message); }
+  void on_files_watched(std::size_t count) override {
+    ingestion_.update([&](Registry& registry) { registry.set_self(SelfGauge::files_watched, static_cast<double>(count)); });
+  }
+
+  void publish_positions() {
+    std::vector<FilePosition> positions = follower_ != nullptr ? follower_->positions() : std::vector<FilePosition>{};
+    ingestion_.end_of_read([&] { shared_.positions = std::move(positions); });
+  }
+
+ private:
+  Ingestion& ingestion_;
+  SharedRegistry& shared_;
   std::size_t read_chunk_bytes_;
   Logger& log_;
-  std::map<std::string, std::unique_ptr<LineIngester>, std::less<>> ingesters_;
-  std::uint64_t order_ = 0;
+  Follower* follower_ = nullptr;
+};
+
+class JournalIngestSink final : public JournalSink {
+ public:
+  JournalIngestSink(Ingestion& ingestion, SharedRegistry& shared, Logger& log)
+      : ingestion_(ingestion), shared_(shared), log_(log) {}
+
+  void on_message(std::string_view message, std::string_view cursor) override {
+    ingestion_.bytes(kInput, message.size() + 1);
+    ingestion_.line(kInput, message);
+    cursor_.assign(cursor);
+    // Publish now and then while catching up on a backlog, so a crash re-reads little.
+    if (++since_publish_ >= 4096) publish();
+  }
+  void on_caught_up() override {
+    ingestion_.caught_up(kInput);
+    publish();
+  }
+  void on_error(std::string_view reason, std::string_view message) override {
+    ingestion_.count(SelfCounter::read_errors, reason);
+    log_.error("journal read error", {{"reason", reason}, {"error", message}});
+  }
+  void on_notice(std::string_view message) override { log_.info(message); }
+  void publish() {
+    since_publish_ = 0;
+    ingestion_.end_of_read([&] { shared_.journal_cursor = cursor_; });
+  }
+  void finish() {
+    ingestion_.finish([&] { shared_.journal_cursor = cursor_; });
+  }
+
+ private:
+  static constexpr std::string_view kInput = "journal";
+  Ingestion& ingestion_;
+  SharedRegistry& shared_;
+  Logger& log_;
+  std::string cursor_;
+  int since_publish_ = 0;
 };
 
 // Reads stdin as it arrives (no buffering delay) until EOF or a stop request.
 // Returns true at end of input, false when stopped.
-bool follow_stdin(int stop_fd, SharedRegistry& shared, const IngestConfig& config, Logger& log) {
-  LineIngester ingester(config.input_format, shared.registry);
+bool follow_stdin(int stop_fd, Ingestion& ingestion, SharedRegistry& shared, const IngestConfig& config, Logger& log) {
+  constexpr std::string_view kInput = "-";
   LineSplitter splitter(config.max_line_bytes);
-  std::uint64_t order = 0;
-  auto on_line = [&](std::string_view line) { ingester.line(line, ++order); };
-  auto on_oversize = [&](std::uint64_t bytes) { ingester.oversize_line(bytes); };
-  constexpr ssize_t kStdinChunk = 1 << 20;
-  std::unique_ptr<char[]> buffer(new char[kStdinChunk]);
+  std::string cursor;
+  auto on_line = [&](std::string_view line) {
+    ingestion.line(kInput, line);
+    if (std::string_view c = find_journal_cursor(line); !c.empty()) cursor.assign(c);
+  };
+  auto on_oversize = [&](std::uint64_t bytes) { ingestion.oversize(kInput, bytes); };
+  auto publish = [&] { shared.stdin_journal_cursor = cursor; };
+  constexpr ssize_t kChunk = 1 << 20;
+  std::unique_ptr<char[]> buffer(new char[kChunk]);
   for (;;) {
     pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {stop_fd, POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) {
@@ -135,28 +362,31 @@ bool follow_stdin(int stop_fd, SharedRegistry& shared, const IngestConfig& confi
       log.error("poll on stdin failed", {{"error", std::strerror(errno)}});
       return true;
     }
-    if (fds[1].revents & POLLIN) return false;
-    const ssize_t got = ::read(STDIN_FILENO, buffer.get(), kStdinChunk);
+    if (fds[1].revents & POLLIN) {
+      ingestion.finish(publish);
+      return false;
+    }
+    const ssize_t got = ::read(STDIN_FILENO, buffer.get(), kChunk);
     if (got < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
-      std::lock_guard lock(shared.mutex);
-      shared.registry.add_self(SelfCounter::read_errors, "io_error");
+      ingestion.count(SelfCounter::read_errors, "io_error");
       log.error("cannot read stdin", {{"error", std::strerror(errno)}});
+      ingestion.finish(publish);
       return true;
     }
-    std::lock_guard lock(shared.mutex);
     if (got == 0) {
       splitter.finish(on_line, on_oversize);
-      ingester.end_of_input(++order);
-      ingester.flush();
+      ingestion.finish(publish);
       return true;
     }
-    ingester.bytes(static_cast<std::uint64_t>(got));
+    ingestion.bytes(kInput, static_cast<std::uint64_t>(got));
     splitter.feed(std::string_view(buffer.get(), static_cast<std::size_t>(got)), on_line, on_oversize);
-    if (got < kStdinChunk) ingester.end_of_input(++order);  // caught up with the writer
-    ingester.flush();
+    if (got < kChunk) ingestion.caught_up(kInput);
+    ingestion.end_of_read(publish);
   }
 }
+
+bool is_stdin(const std::vector<std::string>& inputs) { return inputs.empty() || (inputs.size() == 1 && inputs[0] == "-"); }
 
 // Where to point curl or Prometheus: an all-interfaces address is reachable on localhost.
 std::string scrape_url(const std::string& listen_address, int port, const std::string& path) {
@@ -165,15 +395,54 @@ std::string scrape_url(const std::string& listen_address, int port, const std::s
   return "http://" + host + ":" + std::to_string(port) + path;
 }
 
-bool is_stdin(const std::vector<std::string>& inputs) { return inputs.empty() || (inputs.size() == 1 && inputs[0] == "-"); }
+// Loads --state-file into the registry. Returns false (after logging why) when the file exists
+// but cannot be used: counters are never silently zeroed; --state-reset starts over explicitly.
+bool load_state(const FollowConfig& config, Registry& registry, ExporterState& state, Logger& log) {
+  if (config.state_reset) {
+    log.warn("--state-reset: starting from zero counters and no saved positions", {{"path", config.state_file}});
+    return true;
+  }
+  std::string text;
+  std::string error;
+  switch (read_state_file(config.state_file, text, error)) {
+    case StateRead::missing:
+      log.info("no state file yet; it will be created", {{"path", config.state_file}});
+      return true;
+    case StateRead::error:
+      log.error("cannot read the state file (use --state-reset to start over)", {{"error", error}});
+      return false;
+    case StateRead::ok: break;
+  }
+  std::optional<ExporterState> parsed = parse_state(text, error);
+  if (!parsed) {
+    log.error("the state file is not usable (use --state-reset to start over)",
+              {{"path", config.state_file}, {"error", error}});
+    return false;
+  }
+  state = std::move(*parsed);
+  const std::size_t not_restored = registry.restore(state.counters, state.build_info);
+  log.info("state restored", {{"path", config.state_file}, {"series", std::to_string(state.counters.size())},
+                              {"files", std::to_string(state.files.size())}});
+  if (not_restored > 0) log.warn("some saved series were not restored", {{"count", std::to_string(not_restored)}});
+  return true;
+}
 
 }  // namespace
 
 int run_follow(const FollowConfig& config) {
   Logger log(config.log_level, config.log_format);
-  if (!is_stdin(config.inputs) && std::find(config.inputs.begin(), config.inputs.end(), "-") != config.inputs.end()) {
-    log.error("stdin (-) cannot be followed together with files");
+  const bool journal = !config.journal_units.empty() || !config.journal_directory.empty();
+  if (journal && !config.inputs.empty()) {
+    log.error("--journal-unit/--journal-directory read the journal; do not also name files or -");
     return kExitUsage;
+  }
+  if (!journal && !is_stdin(config.inputs)) {
+    FollowOptions probe;
+    probe.patterns = config.inputs;
+    if (std::string problem = Follower::check(probe); !problem.empty()) {
+      log.error(problem);
+      return kExitUsage;
+    }
   }
 
   RegistryOptions options;
@@ -183,6 +452,13 @@ int run_follow(const FollowConfig& config) {
   options.exporter_version = NLE_VERSION;
   options.exporter_revision = NLE_GIT_COMMIT;
   SharedRegistry shared(std::move(options));
+
+  ExporterState saved;
+  const bool keep_state = !config.state_file.empty();
+  if (keep_state && !load_state(config, shared.registry, saved, log)) return kExitInputError;
+  shared.positions = saved.files;
+  shared.journal_cursor = saved.journal_cursor;
+  shared.stdin_journal_cursor = saved.stdin_journal_cursor;
 
   ServerOptions server_options;
   server_options.listen_address = config.listen_address;
@@ -194,10 +470,32 @@ int run_follow(const FollowConfig& config) {
       [&shared](int status) {
         std::lock_guard lock(shared.mutex);
         shared.registry.add_self(SelfCounter::http_requests, std::to_string(status));
-      });
+      },
+      // The page is rendered again when ingestion moved on (within the server's max_stale);
+      // http_requests_total and process_* alone refresh it at most once a second.
+      [&shared] { return shared.generation.load(); });
   if (std::string error = server.bind(); !error.empty()) {
     log.error(error);
     return kExitUsage;
+  }
+
+  std::unique_ptr<JournalIngestSink> journal_sink;
+  std::unique_ptr<JournalSource> journal_source;
+  std::unique_ptr<StateSaver> saver;
+  if (keep_state) saver = std::make_unique<StateSaver>(config.state_file, config.state_interval, shared, log);
+  Ingestion ingestion(shared, config.ingest.input_format, saver.get(), saved.build_info ? saved.build_info->order : 0);
+  if (journal) {
+    JournalOptions journal_options;
+    journal_options.units = config.journal_units;
+    journal_options.directory = config.journal_directory;
+    journal_options.from_beginning = config.from_beginning;
+    journal_options.resume_cursor = saved.journal_cursor;
+    journal_sink = std::make_unique<JournalIngestSink>(ingestion, shared, log);
+    journal_source = std::make_unique<JournalSource>(journal_options, *journal_sink);
+    if (std::string error = journal_source->open(); !error.empty()) {
+      log.error("cannot open the journal", {{"error", error}});
+      return kExitInputError;
+    }
   }
 
   // Signals go to one thread that waits for them; every other thread blocks them.
@@ -210,20 +508,23 @@ int run_follow(const FollowConfig& config) {
   const int stop_fd = ::eventfd(0, EFD_CLOEXEC);
 
   server.start();
+  if (saver) saver->start();
   log.info("serving metrics", {{"url", scrape_url(config.listen_address, server.port(), config.telemetry_path)},
                                {"version", NLE_VERSION}});
 
-  std::unique_ptr<IngestingSink> sink;
+  std::unique_ptr<FileSink> file_sink;
   std::unique_ptr<Follower> follower;
-  if (!is_stdin(config.inputs)) {
+  if (!journal && !is_stdin(config.inputs)) {
     FollowOptions follow_options;
     follow_options.patterns = config.inputs;
     follow_options.from_beginning = config.from_beginning;
     follow_options.poll_interval = config.poll_interval;
     follow_options.force_polling = config.force_polling;
     follow_options.max_line_bytes = config.ingest.max_line_bytes;
-    sink = std::make_unique<IngestingSink>(shared, config.ingest.input_format, follow_options.read_chunk_bytes, log);
-    follower = std::make_unique<Follower>(follow_options, *sink);
+    follow_options.resume = saved.files;
+    file_sink = std::make_unique<FileSink>(ingestion, shared, follow_options.read_chunk_bytes, log);
+    follower = std::make_unique<Follower>(follow_options, *file_sink);
+    file_sink->set_follower(*follower);
   }
 
   std::atomic<bool> stopping{false};
@@ -240,17 +541,27 @@ int run_follow(const FollowConfig& config) {
       stopping = true;
       log.info("stopping", {{"signal", signal == SIGINT ? "SIGINT" : "SIGTERM"}});
       if (follower) follower->request_stop();
+      if (journal_source) journal_source->request_stop();
       const std::uint64_t one = 1;
       [[maybe_unused]] const ssize_t w = ::write(stop_fd, &one, sizeof one);
       return;
     }
   });
 
-  server.set_ready(true);
   if (follower) {
+    // Ready means the inputs are open and their existing content placed: a line written after
+    // /-/ready said so is never mistaken for content that was there before we started.
+    follower->poll_once();
+    server.set_ready(true);
     log.info("following files", {{"inotify", follower->using_inotify() ? "yes" : "no (polling)"}});
     follower->run();
-  } else if (follow_stdin(stop_fd, shared, config.ingest, log)) {
+    ingestion.finish([&] { shared.positions = follower->positions(); });
+  } else if (journal_source) {
+    server.set_ready(true);
+    log.info("following the journal", {{"units", std::to_string(config.journal_units.size())}});
+    journal_source->run();
+    journal_sink->finish();
+  } else if (server.set_ready(true), follow_stdin(stop_fd, ingestion, shared, config.ingest, log)) {
     log.info("end of input; all lines counted");
     if (config.linger) {
       log.info("lingering: serving the final counters until SIGTERM");
@@ -259,6 +570,7 @@ int run_follow(const FollowConfig& config) {
       }
     }
   }
+  if (saver) saver->stop_and_save();
 
   // Wake the signal thread if it is still waiting (end of stdin), then shut down.
   if (!stopping.exchange(true)) pthread_kill(signal_thread.native_handle(), SIGTERM);
@@ -266,6 +578,32 @@ int run_follow(const FollowConfig& config) {
   server.stop();
   ::close(stop_fd);
   log.info("stopped");
+  return kExitOk;
+}
+
+int run_cursor(const std::string& state_file) {
+  std::string text;
+  std::string error;
+  switch (read_state_file(state_file, text, error)) {
+    case StateRead::missing:
+      std::fprintf(stderr, "nixfleet-log-exporter: no state file at %s\n", state_file.c_str());
+      return kExitInputError;
+    case StateRead::error:
+      std::fprintf(stderr, "nixfleet-log-exporter: %s\n", error.c_str());
+      return kExitInputError;
+    case StateRead::ok: break;
+  }
+  std::optional<ExporterState> state = parse_state(text, error);
+  if (!state) {
+    std::fprintf(stderr, "nixfleet-log-exporter: %s: %s\n", state_file.c_str(), error.c_str());
+    return kExitInputError;
+  }
+  const std::string& cursor = !state->stdin_journal_cursor.empty() ? state->stdin_journal_cursor : state->journal_cursor;
+  if (cursor.empty()) {
+    std::fprintf(stderr, "nixfleet-log-exporter: %s records no journal cursor yet\n", state_file.c_str());
+    return kExitInputError;
+  }
+  std::printf("%s\n", cursor.c_str());
   return kExitOk;
 }
 

@@ -113,7 +113,24 @@ int main(int argc, char** argv) {
   follow->add_option("--log.format", log_format, "Own messages as logfmt or json on stderr")
       ->check(CLI::IsMember({"logfmt", "json"}))
       ->capture_default_str();
+  std::string state_interval = "1s";
+  follow->add_option("--state-file", follow_config.state_file,
+                     "Keep counters and read positions here across restarts (written atomically)");
+  follow->add_option("--state-interval", state_interval, "Save the state at most this often when something changed")
+      ->check([](const std::string& text) { return parse_duration(text) ? std::string() : std::string("not a duration"); })
+      ->capture_default_str();
+  follow->add_flag("--state-reset", follow_config.state_reset,
+                   "Ignore the saved state: start from zero counters and the usual start positions");
+  follow->add_option("--journal-unit", follow_config.journal_units,
+                     "Read the systemd journal for this unit (repeatable) instead of files or stdin");
+  follow->add_option("--journal-directory", follow_config.journal_directory,
+                     "Read the journal files in this directory instead of the system journal")
+      ->check(CLI::ExistingDirectory);
   add_ingest_flags(*follow, follow_ingest);
+
+  std::string cursor_state_file;
+  CLI::App* cursor = app.add_subcommand("cursor", "Print the journald cursor a state file records, for journalctl --after-cursor");
+  cursor->add_option("--state-file", cursor_state_file, "The state file of a follow run")->required();
 
   try {
     app.parse(argc, argv);
@@ -130,7 +147,13 @@ int main(int argc, char** argv) {
     config.threads = threads;
     return nle::run_replay(config);
   }
+  if (cursor->parsed()) return nle::run_cursor(cursor_state_file);
   follow_config.ingest = ingest_config(follow_ingest);
+  follow_config.state_interval = *parse_duration(state_interval);
+  if (follow_config.state_reset && follow_config.state_file.empty()) {
+    std::fprintf(stderr, "nixfleet-log-exporter: --state-reset needs --state-file\n");
+    return nle::kExitUsage;
+  }
   follow_config.poll_interval = *parse_duration(poll_interval);
   follow_config.log_level = log_level == "debug"  ? nle::LogLevel::debug
                             : log_level == "warn"  ? nle::LogLevel::warn
