@@ -89,3 +89,234 @@ def slow(test):
 def concurrency(test):
     """Marks a test of threads meeting: ctest label `concurrency`, also run under ThreadSanitizer."""
     return test
+
+
+# --- `follow` as a running server -------------------------------------------------------------
+# Added for the follow/HTTP/Prometheus tests. Everything below only adds; nothing above changes.
+import contextlib  # noqa: E402
+import json as _json  # noqa: E402
+import signal as _signal  # noqa: E402
+import tempfile as _tempfile  # noqa: E402
+
+
+class Exporter:
+    """One `nixfleet-log-exporter follow` process on 127.0.0.1:<free port>; made by follow()."""
+
+    def __init__(self, proc, port, stderr_path, telemetry_path="/metrics"):
+        self.proc = proc
+        self.port = port
+        self.stderr_path = stderr_path
+        self.telemetry_path = telemetry_path
+
+    def url(self, path=None):
+        return f"http://127.0.0.1:{self.port}{self.telemetry_path if path is None else path}"
+
+    def stderr(self) -> str:
+        return pathlib.Path(self.stderr_path).read_text(errors="replace")
+
+    def scrape(self, headers=None) -> str:
+        """GET the telemetry path; fails unless 200. Returns the body as text."""
+        status, _, body = http_get(self.url(), headers=headers)
+        if status != 200:
+            raise AssertionError(f"scrape answered {status}: {body[:200]!r}")
+        return body.decode()
+
+    def samples(self) -> dict:
+        return parse_exposition(self.scrape())
+
+    def value(self, key, default=None):
+        return self.samples().get(key, default)
+
+    def wait_value(self, key, expected, timeout=10.0):
+        """Polls /metrics until sample `key` equals `expected`; returns all samples at that time."""
+        def check():
+            samples = self.samples()
+            return samples if samples.get(key) == expected else None
+        try:
+            return wait_for(check, timeout=timeout, message=f"{key} == {expected}")
+        except AssertionError:
+            raise AssertionError(f"timed out waiting for {key} == {expected}; it is {self.value(key)!r}\n"
+                                 f"stderr:\n{self.stderr()}") from None
+
+    def wait_samples(self, expected: dict, timeout=10.0):
+        """Polls until every key of `expected` has its value; returns all samples at that time."""
+        def check():
+            samples = self.samples()
+            return samples if all(samples.get(k) == v for k, v in expected.items()) else None
+        try:
+            return wait_for(check, timeout=timeout, message=f"{expected}")
+        except AssertionError:
+            samples = self.samples()
+            got = {k: samples.get(k) for k in expected}
+            raise AssertionError(f"timed out waiting for {expected}; got {got}\nstderr:\n{self.stderr()}") from None
+
+    def wait_stderr(self, text, timeout=10.0):
+        """Polls the tool's own log (stderr) until it contains `text`."""
+        try:
+            return wait_for(lambda: text in self.stderr(), timeout=timeout, message=f"stderr to say {text!r}")
+        except AssertionError:
+            raise AssertionError(f"stderr never said {text!r}:\n{self.stderr()}") from None
+
+    def wait_exit(self, timeout=10.0):
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self, sig=_signal.SIGTERM, timeout=5.0):
+        """Sends `sig` (if still running) and returns the exit code; SIGKILL after `timeout`."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_follow(*args, stdin=subprocess.DEVNULL, port=None, telemetry_path="/metrics", wait_ready=True,
+                 stderr_dir=None):
+    """Starts `follow ARGS` on 127.0.0.1:<port or a free one>; waits for /-/ready unless told not to.
+    The caller must stop() it; prefer the follow() context manager."""
+    port = port or free_port()
+    if stderr_dir is None:
+        stderr_dir = _tempfile.mkdtemp(prefix="nle-follow-")
+    stderr_path = os.path.join(stderr_dir, f"follow-{port}.stderr")
+    command = [BINARY, "follow", "--web.listen-address", f"127.0.0.1:{port}", *map(str, args)]
+    with open(stderr_path, "wb") as stderr_file:
+        proc = subprocess.Popen(command, stdin=stdin, stdout=subprocess.DEVNULL, stderr=stderr_file)
+    exporter = Exporter(proc, port, stderr_path, telemetry_path)
+    if wait_ready:
+        def ready():
+            if proc.poll() is not None:
+                raise AssertionError(f"follow exited with {proc.returncode} before ready:\n{exporter.stderr()}")
+            return http_get(exporter.url("/-/ready"), timeout=1)[0] == 200
+        try:
+            wait_for(ready, timeout=10, message=f"/-/ready on port {port}")
+        except BaseException:
+            exporter.stop(_signal.SIGKILL)
+            raise
+    return exporter
+
+
+@contextlib.contextmanager
+def follow(*args, **kwargs):
+    """`with harness.follow(path, "--from-beginning") as exporter:` -- the process is always ended
+    (SIGTERM, then SIGKILL after a deadline), even when the test fails."""
+    exporter = start_follow(*args, **kwargs)
+    try:
+        yield exporter
+    finally:
+        exporter.stop()
+        if exporter.proc.stdin:
+            exporter.proc.stdin.close()
+    # Reached only when the test body passed: a sanitizer build's report fails the test.
+    report = sanitizer_report(exporter)
+    if report:
+        raise AssertionError(f"the sanitizer reported:\n{report}")
+
+
+def scrape_cp(port, path="/metrics") -> str:
+    """The CP families of one scrape of 127.0.0.1:PORT, as gen_logs' expected files hold them."""
+    status, _, body = http_get(f"http://127.0.0.1:{port}{path}")
+    if status != 200:
+        raise AssertionError(f"scrape answered {status}")
+    return cp_families(body.decode())
+
+
+# CP lines for hand-written tests, in the JSON shape (a) of LOG-FORMAT.md.
+def cp_json_line(message, target="report", level="INFO", **fields) -> bytes:
+    record = {"timestamp": "2026-11-20T08:14:03.511203Z", "level": level,
+              "fields": {"message": message, **fields}, "target": target}
+    return (_json.dumps(record, ensure_ascii=False) + "\n").encode()
+
+
+def compliance_failure_line(host="web-07", control_id="CIS-5.2.1") -> bytes:
+    return cp_json_line("report received", hostname=host, event="compliance-failure", control_id=control_id)
+
+
+def runtime_gate_error_line(host="web-09") -> bytes:
+    return cp_json_line("report received", hostname=host, event="runtime-gate-error")
+
+
+def gate_block_line(gate) -> bytes:
+    return cp_json_line("dispatch: held by fleet-level gate", target="dispatch", gate=gate)
+
+
+def cf_key(host="web-07", control_id="CIS-5.2.1") -> str:
+    return f'nixfleet_compliance_failure_events_total{{control_id="{control_id}",host="{host}"}}'
+
+
+def gate_key(gate) -> str:
+    return f'nixfleet_gate_block_total{{gate="{gate}"}}'
+
+
+def append(path, data: bytes):
+    """One write(2) of `data` at the end of `path` (created if absent), flushed to the kernel."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+class Barrier:
+    """Appends a counting marker line (a gate block with a unique gate name) and waits until it is
+    counted: lines are read in order per file, so everything written before it has been counted."""
+
+    def __init__(self, exporter):
+        self.exporter = exporter
+        self.n = 0
+
+    def __call__(self, path, timeout=15.0):
+        self.n += 1
+        gate = f"barrier-{self.n}"
+        append(path, gate_block_line(gate))
+        return self.exporter.wait_value(gate_key(gate), 1, timeout=timeout)
+
+
+_RECORD_START = re.compile(rb"^(\{|(\x1b\[[0-9;]*m)*\d{4}-\d\d-\d\dT)")
+
+
+def record_boundaries(data: bytes):
+    """Byte offsets in a generated log where a new CP record starts (a line that is not the
+    continuation of a multi-line text record), and the (start, end) of every single-line record.
+    Splitting a write inside a single-line record, or rotating at a boundary, keeps records whole."""
+    starts, singles = [], []
+    offset, lines = 0, data.split(b"\n")
+    spans = []
+    for line in lines[:-1] if data.endswith(b"\n") else lines:
+        spans.append((offset, offset + len(line) + 1, bool(_RECORD_START.match(line))))
+        offset += len(line) + 1
+    for i, (begin, end, is_start) in enumerate(spans):
+        if is_start:
+            starts.append(begin)
+            next_is_start = i + 1 == len(spans) or spans[i + 1][2]
+            if next_is_start:
+                singles.append((begin, end))
+    return starts, singles
+
+
+def holds_open(exporter, path) -> bool:
+    """Whether the exporter process has a file descriptor on the file `path` names now (same
+    device and inode): a sync point for "the follower has opened it" without sleeping."""
+    target = os.stat(path)
+    fd_dir = f"/proc/{exporter.proc.pid}/fd"
+    for name in os.listdir(fd_dir):
+        try:
+            st = os.stat(os.path.join(fd_dir, name))
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+            return True
+    return False
+
+
+_SANITIZER = re.compile(r"WARNING: ThreadSanitizer|ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error: ")
+
+
+def sanitizer_report(exporter) -> str:
+    """The tool's stderr from the first ThreadSanitizer/ASan/UBSan report on, or "" if none."""
+    text = exporter.stderr()
+    match = _SANITIZER.search(text)
+    return text[match.start():match.start() + 4000] if match else ""
