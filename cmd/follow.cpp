@@ -445,13 +445,7 @@ int run_follow(const FollowConfig& config) {
     }
   }
 
-  RegistryOptions options;
-  options.max_series_per_family = config.ingest.max_series;
-  options.cp_version = config.ingest.cp_version;
-  options.cp_git_commit = config.ingest.cp_git_commit;
-  options.exporter_version = NLE_VERSION;
-  options.exporter_revision = NLE_GIT_COMMIT;
-  SharedRegistry shared(std::move(options));
+  SharedRegistry shared(registry_options(config.ingest));
 
   ExporterState saved;
   const bool keep_state = !config.state_file.empty();

@@ -2,9 +2,21 @@
 
 #include <cstring>
 
+#include "nle_version.h"
+
 #include "parsers/candidate_scan.h"
 
 namespace nle {
+
+RegistryOptions registry_options(const IngestConfig& config) {
+  RegistryOptions options;
+  options.max_series_per_family = config.max_series;
+  options.cp_version = config.cp_version;
+  options.cp_git_commit = config.cp_git_commit;
+  options.exporter_version = NLE_VERSION;
+  options.exporter_revision = NLE_GIT_COMMIT;
+  return options;
+}
 
 void LineIngester::line(std::string_view line, std::uint64_t order) {
   ++pending_lines_;

@@ -7,10 +7,14 @@
 #include <string>
 #include <string_view>
 
+#include "cmd/commands.h"
 #include "exporter/registry.h"
 #include "parsers/line_parser.h"
 
 namespace nle {
+
+// The registry every mode counts into: the flags' limits and overrides, the exporter's version.
+RegistryOptions registry_options(const IngestConfig& config);
 
 class LineIngester {
  public:

@@ -113,16 +113,6 @@ class LineFeeder {
 // Build-info order: input index in the high bits, byte offset in the low ones.
 constexpr int kOrderOffsetBits = 44;
 
-RegistryOptions registry_options(const IngestConfig& config) {
-  RegistryOptions options;
-  options.max_series_per_family = config.max_series;
-  options.cp_version = config.cp_version;
-  options.cp_git_commit = config.cp_git_commit;
-  options.exporter_version = NLE_VERSION;
-  options.exporter_revision = NLE_GIT_COMMIT;
-  return options;
-}
-
 struct RangeResult {
   bool ok = true;
   std::string error;
