@@ -395,6 +395,21 @@ std::string scrape_url(const std::string& listen_address, int port, const std::s
   return "http://" + host + ":" + std::to_string(port) + path;
 }
 
+// Reads and parses a state file: `missing` for no file yet; `error` (naming the path) whether it
+// could not be read or could not be parsed.
+StateRead read_saved_state(const std::string& path, ExporterState& state, std::string& error) {
+  std::string text;
+  const StateRead read = read_state_file(path, text, error);
+  if (read != StateRead::ok) return read;
+  std::optional<ExporterState> parsed = parse_state(text, error);
+  if (!parsed) {
+    error = path + ": " + error;
+    return StateRead::error;
+  }
+  state = std::move(*parsed);
+  return StateRead::ok;
+}
+
 // Loads --state-file into the registry. Returns false (after logging why) when the file exists
 // but cannot be used: counters are never silently zeroed; --state-reset starts over explicitly.
 bool load_state(const FollowConfig& config, Registry& registry, ExporterState& state, Logger& log) {
@@ -402,24 +417,16 @@ bool load_state(const FollowConfig& config, Registry& registry, ExporterState& s
     log.warn("--state-reset: starting from zero counters and no saved positions", {{"path", config.state_file}});
     return true;
   }
-  std::string text;
   std::string error;
-  switch (read_state_file(config.state_file, text, error)) {
+  switch (read_saved_state(config.state_file, state, error)) {
     case StateRead::missing:
       log.info("no state file yet; it will be created", {{"path", config.state_file}});
       return true;
     case StateRead::error:
-      log.error("cannot read the state file (use --state-reset to start over)", {{"error", error}});
+      log.error("the state file cannot be used (use --state-reset to start over)", {{"error", error}});
       return false;
     case StateRead::ok: break;
   }
-  std::optional<ExporterState> parsed = parse_state(text, error);
-  if (!parsed) {
-    log.error("the state file is not usable (use --state-reset to start over)",
-              {{"path", config.state_file}, {"error", error}});
-    return false;
-  }
-  state = std::move(*parsed);
   const std::size_t not_restored = registry.restore(state.counters, state.build_info);
   log.info("state restored", {{"path", config.state_file}, {"series", std::to_string(state.counters.size())},
                               {"files", std::to_string(state.files.size())}});
@@ -576,9 +583,9 @@ int run_follow(const FollowConfig& config) {
 }
 
 int run_cursor(const std::string& state_file) {
-  std::string text;
+  ExporterState state;
   std::string error;
-  switch (read_state_file(state_file, text, error)) {
+  switch (read_saved_state(state_file, state, error)) {
     case StateRead::missing:
       std::fprintf(stderr, "nixfleet-log-exporter: no state file at %s\n", state_file.c_str());
       return kExitInputError;
@@ -587,12 +594,7 @@ int run_cursor(const std::string& state_file) {
       return kExitInputError;
     case StateRead::ok: break;
   }
-  std::optional<ExporterState> state = parse_state(text, error);
-  if (!state) {
-    std::fprintf(stderr, "nixfleet-log-exporter: %s: %s\n", state_file.c_str(), error.c_str());
-    return kExitInputError;
-  }
-  const std::string& cursor = !state->stdin_journal_cursor.empty() ? state->stdin_journal_cursor : state->journal_cursor;
+  const std::string& cursor = !state.stdin_journal_cursor.empty() ? state.stdin_journal_cursor : state.journal_cursor;
   if (cursor.empty()) {
     std::fprintf(stderr, "nixfleet-log-exporter: %s records no journal cursor yet\n", state_file.c_str());
     return kExitInputError;
