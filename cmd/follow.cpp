@@ -343,12 +343,16 @@ class JournalIngestSink final : public JournalSink {
 
 // Reads stdin as it arrives (no buffering delay) until EOF or a stop request.
 // Returns true at end of input, false when stopped.
-bool follow_stdin(int stop_fd, Ingestion& ingestion, SharedRegistry& shared, const IngestConfig& config, Logger& log) {
+// `track_cursor`: remember the last journald __CURSOR for the state file; without one nothing reads
+// it, and finding it costs a search of every line.
+bool follow_stdin(int stop_fd, Ingestion& ingestion, SharedRegistry& shared, const IngestConfig& config,
+                  bool track_cursor, Logger& log) {
   constexpr std::string_view kInput = "-";
   LineSplitter splitter(config.max_line_bytes);
   std::string cursor;
   auto on_line = [&](std::string_view line) {
     ingestion.line(kInput, line);
+    if (!track_cursor) return;
     if (std::string_view c = find_journal_cursor(line); !c.empty()) cursor.assign(c);
   };
   auto on_oversize = [&](std::uint64_t bytes) { ingestion.oversize(kInput, bytes); };
@@ -562,7 +566,7 @@ int run_follow(const FollowConfig& config) {
     log.info("following the journal", {{"units", std::to_string(config.journal_units.size())}});
     journal_source->run();
     journal_sink->finish();
-  } else if (server.set_ready(true), follow_stdin(stop_fd, ingestion, shared, config.ingest, log)) {
+  } else if (server.set_ready(true), follow_stdin(stop_fd, ingestion, shared, config.ingest, keep_state, log)) {
     log.info("end of input; all lines counted");
     if (config.linger) {
       log.info("lingering: serving the final counters until SIGTERM");
