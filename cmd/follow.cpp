@@ -232,7 +232,6 @@ class Ingestion {
   void count(SelfCounter counter, std::string_view label = {}) {
     update([&](Registry& registry) { registry.add_self(counter, label); });
   }
-  const std::string& last_cursor(std::string_view input) { return ingester_for(input).last_journal_cursor(); }
 
  private:
   void hold_lock() {

@@ -55,7 +55,6 @@ void LineIngester::record(const ParseResult& result, std::uint64_t order) {
   for (const Event& event : result.events) registry_->record(event);
   if (result.build_info) registry_->record_build_info(*result.build_info, order);
   if (result.skipped) registry_->add_skipped(*result.skipped);
-  if (!result.journal_cursor.empty()) last_cursor_.assign(result.journal_cursor);
 }
 
 void LineIngester::oversize_line(std::uint64_t) {

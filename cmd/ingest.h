@@ -25,8 +25,7 @@ class LineIngester {
   // A run of whole lines, each ending in "\n" (a "\r" before it is chomped), that starts at byte
   // `offset` of an input whose line orders are `order_base + offset just past the line`. Counts
   // exactly as line() / oversize_line() for each line would, but only lines that may matter reach
-  // the parser (parsers/candidate_scan.h): the others are counted without being visited. Does not
-  // track journald cursors of skipped lines: for replay, not for a resumable follow.
+  // the parser (parsers/candidate_scan.h): the others are counted without being visited.
   void lines(std::string_view block, std::uint64_t order_base, std::uint64_t offset, std::size_t max_line_bytes);
   // End of input, or the source caught up with its writer: a held multi-line record is complete.
   void end_of_input(std::uint64_t order);
@@ -40,8 +39,6 @@ class LineIngester {
   void set_registry(Registry& registry) { registry_ = &registry; }
   // A multi-line text record is held, not yet counted (see LineParser::holds_record).
   bool holds_record() const { return parser_.holds_record(); }
-  // `__CURSOR` of the last journald JSON record seen ("" if none).
-  const std::string& last_journal_cursor() const { return last_cursor_; }
 
  private:
   void record(const ParseResult& result, std::uint64_t order);
@@ -50,7 +47,6 @@ class LineIngester {
   Registry* registry_;
   std::uint64_t pending_lines_ = 0;
   std::uint64_t pending_bytes_ = 0;
-  std::string last_cursor_;
 };
 
 }  // namespace nle
