@@ -65,16 +65,19 @@ bool accepts_gzip(std::string_view accept_encoding_header);
 // is counted from the moment its generation was read, just before its snapshot was taken, and
 // S = max(max_stale, max_stale_render_factor x the time the cached body took to make: its
 // snapshot and render, plus its gzip once done), so S is max_stale unless rendering is slow:
-//  - every change that bumped the generation before t - S is in the body served;
+//  - every change that bumped the generation before t - S is in the body served, or before
+//    t - 2S while another scrape is refreshing that body;
 //  - any other change (counters that do not bump the generation, process_* metrics, the
-//    snapshot callback's own extras) is in it if it happened before t - max(S,
+//    snapshot callback's own extras) is in it if it happened before t - max(2S,
 //    max_unchanged_age);
 // that is, a body is served when its age is at most S, or when its age is at most
 // max_unchanged_age and its generation was seen unchanged no more than S before t.
-// Otherwise one scrape reads the generation (and renders if it moved) while concurrent scrapes
-// of the same format wait for it: at most one generation read or render per format runs at a
-// time, so a burst of scrapes costs one snapshot, not one each. A snapshot callback that throws
-// caches nothing (that scrape gets a 500, and the next one tries again).
+// Otherwise one scrape reads the generation (and renders if it moved). Concurrent scrapes of
+// the same format meanwhile get the previous body if its age is at most 2S, and wait for the
+// refresh if not (or if there is none yet): at most one generation read or render per format
+// runs at a time, so a burst of scrapes costs one snapshot, not one each, and a render does not
+// stall the other server threads. A snapshot callback that throws caches nothing (that scrape
+// gets a 500, and the next one tries again).
 //
 // bind(), start(), stop() and the destructor are called from one owning thread; set_ready() and
 // port() from any thread. The snapshot, generation and observer callbacks run on server threads

@@ -1029,6 +1029,84 @@ TEST_CASE("concurrent scrapes that need a fresh body wait for one render", "[ser
   CHECK(s.server.render_stats().gzips == 1);
 }
 
+namespace {
+
+// A source whose snapshot can be made slow, and which says when a snapshot has begun, so a test
+// can send a second scrape while the first is still refreshing.
+struct SlowSource {
+  CountingSource counts;
+  std::atomic<int> delay_ms{0};
+  std::atomic<int> begun{0};
+
+  Snapshot snapshot() {
+    begun.fetch_add(1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms.load()));
+    return counts.snapshot();
+  }
+  void wait_until_begun(int n) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (begun.load() < n && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+};
+
+RunningServer slow_server(SlowSource& source, std::chrono::milliseconds max_stale) {
+  return RunningServer(
+      cached(max_stale, kForever), [&source] { return source.snapshot(); }, {},
+      [&source] { return source.counts.current_generation(); });
+}
+
+}  // namespace
+
+TEST_CASE("while one scrape refreshes, others get the previous body if it is at most 2 max_stale old",
+          "[server][cache][concurrency]") {
+  SlowSource source;
+  RunningServer s = slow_server(source, std::chrono::milliseconds(1000));
+  REQUIRE(shows(http(s.port(), "GET", "/metrics"), 1));
+  source.counts.bump(2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // older than S, younger than 2S
+  source.delay_ms = 300;
+  std::optional<HttpResponse> refreshing;
+  std::thread first([&] { refreshing = http(s.port(), "GET", "/metrics"); });
+  source.wait_until_begun(2);
+  // Had it waited for the refresh, it would show 2.
+  CHECK(shows(http(s.port(), "GET", "/metrics"), 1));
+  first.join();
+  CHECK(shows(refreshing, 2));
+  CHECK(source.counts.snapshot_count() == 2);
+}
+
+TEST_CASE("while one scrape refreshes, others wait for it if the previous body is older than 2 max_stale",
+          "[server][cache][concurrency]") {
+  SlowSource source;
+  RunningServer s = slow_server(source, std::chrono::milliseconds(100));
+  REQUIRE(shows(http(s.port(), "GET", "/metrics"), 1));
+  source.counts.bump(2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));  // older than 2S
+  source.delay_ms = 300;
+  std::optional<HttpResponse> refreshing;
+  std::thread first([&] { refreshing = http(s.port(), "GET", "/metrics"); });
+  source.wait_until_begun(2);
+  CHECK(shows(http(s.port(), "GET", "/metrics"), 2));
+  first.join();
+  CHECK(shows(refreshing, 2));
+  CHECK(source.counts.snapshot_count() == 2);  // the waiting scrape took the refreshed body
+}
+
+TEST_CASE("a kept-alive connection serves many scrapes before the server closes it", "[server][http]") {
+  CountingSource source;
+  RunningServer s = cached_server(source, cached(kForever, kForever));
+  Connection c("127.0.0.1", s.port());
+  // httplib's own default closes after 5; reconnecting that often halves the rate of large scrapes.
+  for (int i = 0; i < 50; ++i) {
+    const auto r = http_on(c, "/metrics");
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->header("connection") != "close");
+  }
+}
+
 TEST_CASE("cached scrapes while the generation moves all get whole, current-enough responses",
           "[server][cache][concurrency]") {
   CountingSource source;
@@ -1049,7 +1127,7 @@ TEST_CASE("cached scrapes while the generation moves all get whole, current-enou
     scrapers.emplace_back([&, t] {
       std::unique_ptr<Connection> c;
       for (int i = 0; i < kScrapes; ++i) {
-        // httplib closes a kept-alive connection after a few requests; open another then.
+        // The server may close a kept-alive connection; open another then.
         if (!c) c = std::make_unique<Connection>("127.0.0.1", s.port());
         const bool gzip = (i + t) % 2 == 0;
         const bool openmetrics = (i + t) % 3 == 0;
