@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -459,6 +460,17 @@ int run_follow(const FollowConfig& config) {
 
   ExporterState saved;
   const bool keep_state = !config.state_file.empty();
+  // One exporter per state file: locked before the state is read (or reset), and released when
+  // run_follow returns, after the final save.
+  std::optional<StateFileLock> state_lock;
+  if (keep_state) {
+    std::string error;
+    state_lock = lock_state_file(config.state_file, error);
+    if (!state_lock) {
+      log.error(error);
+      return kExitInputError;
+    }
+  }
   if (keep_state && !load_state(config, shared.registry, saved, log)) return kExitInputError;
   shared.positions = saved.files;
   shared.journal_cursor = saved.journal_cursor;
@@ -585,6 +597,7 @@ int run_follow(const FollowConfig& config) {
   return kExitOk;
 }
 
+// No lock: it runs beside the exporter that holds it, and reads only whole, renamed-in files.
 int run_cursor(const std::string& state_file) {
   ExporterState state;
   std::string error;

@@ -1,6 +1,7 @@
 #include "state/state_file.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -468,6 +469,8 @@ class OwnedFd {
   int get() const { return fd_; }
   // Closes now, for the caller to see the error (a write-back error can surface at close).
   int close() { return ::close(std::exchange(fd_, -1)); }
+  // Hands the descriptor over; this object no longer closes it.
+  int release() { return std::exchange(fd_, -1); }
 
  private:
   int fd_;
@@ -579,7 +582,95 @@ StateRead read_state_file_impl(const std::string& path, std::string& contents, s
   return StateRead::ok;
 }
 
+// The pid a lock holder wrote into its lock file, or 0 when it names none (the holder has not
+// written it yet, or the file is not ours).
+long holder_pid(int fd) {
+  char buffer[32];
+  ssize_t got;
+  do {
+    got = ::pread(fd, buffer, sizeof buffer - 1, 0);
+  } while (got < 0 && errno == EINTR);
+  if (got <= 0) return 0;
+  long pid = 0;
+  const auto result = std::from_chars(buffer, buffer + got, pid);
+  if (result.ec != std::errc() || pid <= 0 || (result.ptr != buffer + got && *result.ptr != '\n')) return 0;
+  return pid;
+}
+
+// The locked descriptor, or -1 with `error` set.
+int lock_state_file_impl(const std::string& state_path, std::string& error) {
+  if (state_path.empty() || state_path.back() == '/') {
+    error = "state file path \"" + state_path + "\" does not name a file";
+    return -1;
+  }
+  const std::string lock_path = state_lock_path(state_path);
+  // O_RDWR: the pid is written into it. O_NOFOLLOW, as for PATH.tmp: we write where we were told.
+  OwnedFd file(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
+  if (file.get() < 0) {
+    const int saved = errno;
+    error = "cannot open the lock file " + lock_path + " for the state file " + state_path + ": " + errno_text(saved);
+    return -1;
+  }
+  int locked;
+  do {
+    locked = ::flock(file.get(), LOCK_EX | LOCK_NB);
+  } while (locked != 0 && errno == EINTR);
+  if (locked != 0) {
+    const int saved = errno;
+    if (saved != EWOULDBLOCK) {
+      error = "cannot lock " + lock_path + " for the state file " + state_path + ": " + errno_text(saved);
+      return -1;
+    }
+    const long pid = holder_pid(file.get());
+    error = "the state file " + state_path + " is in use by another nixfleet-log-exporter (" +
+            (pid > 0 ? "pid " + std::to_string(pid) + ", " : std::string()) + "lock " + lock_path +
+            " held); run one exporter per state file";
+    return -1;
+  }
+  // Only for the message above: a lock file we cannot write the pid into is still a held lock.
+  const std::string pid_line = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(file.get(), 0) == 0) {
+    [[maybe_unused]] const ssize_t written = ::pwrite(file.get(), pid_line.data(), pid_line.size(), 0);
+  }
+  return file.release();
+}
+
 }  // namespace
+
+StateFileLock::StateFileLock(StateFileLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+
+StateFileLock& StateFileLock::operator=(StateFileLock&& other) noexcept {
+  if (this != &other) {
+    release();
+    fd_ = std::exchange(other.fd_, -1);
+  }
+  return *this;
+}
+
+StateFileLock::~StateFileLock() { release(); }
+
+void StateFileLock::release() {
+  if (fd_ < 0) return;
+  // Emptied while still locked, so that an exporter refused later never names a pid that has
+  // gone (and may have been reused); only a crash leaves a pid behind, and the next holder
+  // overwrites it.
+  [[maybe_unused]] const int truncated = ::ftruncate(fd_, 0);
+  // Closing the last descriptor of the open file drops the flock.
+  ::close(std::exchange(fd_, -1));
+}
+
+std::string state_lock_path(const std::string& state_path) { return state_path + ".lock"; }
+
+std::optional<StateFileLock> lock_state_file(const std::string& state_path, std::string& error) {
+  try {
+    const int fd = lock_state_file_impl(state_path, error);
+    if (fd < 0) return std::nullopt;
+    return StateFileLock(fd);
+  } catch (const std::exception& e) {
+    error = "cannot lock state file " + state_path + ": " + e.what();
+    return std::nullopt;
+  }
+}
 
 std::string serialize_state(const ExporterState& state) {
   std::vector<const CounterState*> counters;

@@ -43,7 +43,8 @@
 // * "written_at" and "exporter_version" are for humans; they are read back but decide nothing.
 //
 // Thread-safety: every function here is reentrant; one writer per state file path at a time
-// (write_state_file reuses PATH.tmp as its temp file).
+// (write_state_file reuses PATH.tmp as its temp file), which lock_state_file enforces between
+// processes.
 #pragma once
 
 #include <cstdint>
@@ -98,5 +99,46 @@ enum class StateRead { ok, missing, error };
 // first start); `error` (with a message naming the path) for anything else, including a path that
 // is not a regular file.
 StateRead read_state_file(const std::string& path, std::string& contents, std::string& error);
+
+// ---------------------------------------------------------------------------------------------
+// One exporter per state file. Two exporters saving to one path would rename over each other's
+// saves and each resume from positions the other counted past: counts silently lost or doubled.
+// So the writer (`follow`) holds an exclusive flock(2) on a sibling file PATH.lock from before it
+// reads the state until after its last save, and a second writer is refused at start. Readers
+// (`cursor`) take no lock: they run beside the exporter, and the rename makes every read whole.
+// The kernel drops the lock when the process dies, however it dies, so there is no stale lock to
+// clean up. PATH.lock stays on disk: removing it would let one process lock the old inode and
+// another a new file under the same name, both believing they hold the lock.
+
+// The lock on one state file, held while this object lives (moved, not copied).
+class StateFileLock {
+ public:
+  StateFileLock(StateFileLock&& other) noexcept;
+  StateFileLock& operator=(StateFileLock&& other) noexcept;
+  StateFileLock(const StateFileLock&) = delete;
+  StateFileLock& operator=(const StateFileLock&) = delete;
+  ~StateFileLock();
+
+  // Gives the lock up now; the destructor does the same.
+  void release();
+
+ private:
+  friend std::optional<StateFileLock> lock_state_file(const std::string& state_path, std::string& error);
+  explicit StateFileLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
+// PATH.lock: the file lock_state_file locks for the state file `state_path`.
+std::string state_lock_path(const std::string& state_path);
+
+// Takes the lock for `state_path` without waiting: opens (creating it, mode 0644 less the umask)
+// PATH.lock, locks it, and writes our pid into it so that a refused exporter can name us. On
+// failure returns nullopt and sets `error`. When another process holds the lock (another open of
+// PATH.lock in this process counts too: flock locks belong to the open file, not the process):
+//   the state file PATH is in use by another nixfleet-log-exporter (pid N, lock PATH.lock held);
+//   run one exporter per state file
+// ("pid N, " only when the lock file names one). Otherwise a message naming the lock file, the
+// state file and the system error, e.g. for a directory that does not exist.
+std::optional<StateFileLock> lock_state_file(const std::string& state_path, std::string& error);
 
 }  // namespace nle

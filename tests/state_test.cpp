@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -492,6 +493,98 @@ TEST_CASE("a relative state file path is written in the working directory") {
   REQUIRE(::chdir(previous) == 0);
   CHECK(written);
   CHECK(read_whole(dir.file("state.json")) == "here");
+}
+
+// ---------------------------------------------------------------------------------------------
+// One exporter per state file
+
+std::string in_use_message(const std::string& path, std::string_view pid_part) {
+  return "the state file " + path + " is in use by another nixfleet-log-exporter (" + std::string(pid_part) +
+         "lock " + path + ".lock held); run one exporter per state file";
+}
+
+TEST_CASE("a second lock on a state file is refused while the first is held, and taken after") {
+  TempDir dir;
+  const std::string path = dir.file("state.json");
+  const std::string our_pid = "pid " + std::to_string(::getpid()) + ", ";
+  std::string error;
+  std::optional<nle::StateFileLock> first = nle::lock_state_file(path, error);
+  REQUIRE(first);
+  CHECK(error.empty());
+
+  // The same process opening the lock file again conflicts too: flock locks belong to the open
+  // file, not the process, which is what lets this test stand in for a second exporter.
+  std::string refused;
+  CHECK_FALSE(nle::lock_state_file(path, refused));
+  CHECK(refused == in_use_message(path, our_pid));
+
+  // Moved, it is still held.
+  std::optional<nle::StateFileLock> moved = std::move(first);
+  refused.clear();
+  CHECK_FALSE(nle::lock_state_file(path, refused));
+  CHECK(refused == in_use_message(path, our_pid));
+
+  moved->release();
+  std::optional<nle::StateFileLock> second = nle::lock_state_file(path, error);
+  CHECK(second);
+  second.reset();  // the destructor lets go as well
+  CHECK(nle::lock_state_file(path, error));
+}
+
+TEST_CASE("the lock file holds the holder's pid, is emptied on release and stays on disk") {
+  TempDir dir;
+  const std::string path = dir.file("state.json");
+  std::string error;
+  {
+    std::optional<nle::StateFileLock> lock = nle::lock_state_file(path, error);
+    REQUIRE(lock);
+    CHECK(nle::state_lock_path(path) == path + ".lock");
+    CHECK(read_whole(path + ".lock") == std::to_string(::getpid()) + "\n");
+    // Locking reads or creates no state file.
+    CHECK(dir.entries() == std::vector<std::string>{"state.json.lock"});
+  }
+  CHECK(read_whole(path + ".lock").empty());
+  CHECK(dir.entries() == std::vector<std::string>{"state.json.lock"});
+}
+
+TEST_CASE("a lock held by a process that wrote no pid is refused without naming one") {
+  TempDir dir;
+  const std::string path = dir.file("state.json");
+  // A plain flock on PATH.lock, as a holder has between locking and writing its pid: refused all
+  // the same, and a pid is named only when the file holds one.
+  const int other = ::open((path + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  REQUIRE(other >= 0);
+  REQUIRE(::flock(other, LOCK_EX | LOCK_NB) == 0);
+  std::string error;
+  CHECK_FALSE(nle::lock_state_file(path, error));
+  CHECK(error == in_use_message(path, ""));
+  REQUIRE(::pwrite(other, "not a pid\n", 10, 0) == 10);
+  CHECK_FALSE(nle::lock_state_file(path, error));
+  CHECK(error == in_use_message(path, ""));
+  REQUIRE(::pwrite(other, "4242\n", 5, 0) == 5);
+  REQUIRE(::ftruncate(other, 5) == 0);
+  CHECK_FALSE(nle::lock_state_file(path, error));
+  CHECK(error == in_use_message(path, "pid 4242, "));
+  ::close(other);
+  CHECK(nle::lock_state_file(path, error));
+}
+
+TEST_CASE("locking a state file in a directory that does not exist fails naming the path") {
+  TempDir dir;
+  const std::string path = dir.file("no-such-dir/state.json");
+  std::string error;
+  CHECK_FALSE(nle::lock_state_file(path, error));
+  CHECK(error == "cannot open the lock file " + path + ".lock for the state file " + path +
+                     ": No such file or directory");
+  CHECK(dir.entries().empty());
+}
+
+TEST_CASE("a state file path that names a directory is refused before anything is created") {
+  TempDir dir;
+  std::string error;
+  CHECK_FALSE(nle::lock_state_file(dir.path() + "/", error));
+  CHECK(error == "state file path \"" + dir.path() + "/\" does not name a file");
+  CHECK(dir.entries().empty());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -194,6 +194,61 @@ class StateFileTest(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr.decode())
         self.assertEqual(result.stdout.decode().strip(), expected_cursor)
 
+    def test_a_second_exporter_on_the_same_state_file_is_refused_and_the_first_counts_on(self):
+        self.log.write_bytes(event_lines(10))
+        lock_file = self.tmp / "state.json.lock"
+        with self.follow("--from-beginning") as first:
+            self.wait_events(first, 10)
+            harness.wait_for(lambda: self.saved_offset() == self.log.stat().st_size, message="the first save")
+            saved = self.state.read_bytes()
+            started = time.monotonic()
+            second = harness.start_follow(self.log, "--from-beginning", "--state-file", self.state,
+                                          "--state-interval", "20ms", wait_ready=False, stderr_dir=self.tmp)
+            try:
+                code = second.wait_exit(timeout=10)
+            finally:
+                second.stop(signal.SIGKILL)
+            elapsed = time.monotonic() - started
+            message = second.stderr()
+            self.assertEqual(code, 1, message)
+            self.assertLess(elapsed, 5, "the second exporter must be refused at start, not after a while")
+            self.assertIn(f"the state file {self.state} is in use", message)
+            self.assertIn(f"pid {first.proc.pid}", message)
+            self.assertIn(str(lock_file), message)
+            self.assertNotIn("serving metrics", message)
+            self.assertEqual(harness.sanitizer_report(second), "")
+            self.assertEqual(self.state.read_bytes(), saved, "the refused exporter must not touch the state file")
+            self.assertIsNone(first.proc.poll(), "the first exporter must keep running")
+            harness.append(self.log, event_lines(5))
+            self.wait_events(first, 15)
+            time.sleep(0.2)
+            self.assertEqual(self.total_events(first), 15)
+        self.assertEqual(first.proc.returncode, 0, first.stderr())
+        self.assertTrue(lock_file.exists(), "the lock file stays on disk")
+        # The lock went with the first exporter: the next one starts and continues its counts.
+        with self.follow("--from-beginning") as third:
+            self.wait_events(third, 15)
+            harness.append(self.log, event_lines(3))
+            self.wait_events(third, 18)
+            time.sleep(0.2)  # the 15 already counted must not be read again
+            self.assertEqual(self.total_events(third), 18)
+
+    def test_the_cursor_command_reads_the_state_file_while_the_exporter_holds_its_lock(self):
+        records = (harness.TESTDATA / "real" / "journald-text.json").read_bytes()
+        last = [l for l in records.splitlines() if l.strip()][-1]
+        expected_cursor = json.loads(last)["__CURSOR"]
+        with harness.follow("--state-file", self.state, "--state-interval", "20ms", "--linger",
+                            stdin=subprocess.PIPE, stderr_dir=self.tmp) as exporter:
+            exporter.proc.stdin.write(records)
+            exporter.proc.stdin.close()
+            exporter.wait_stderr("lingering")
+            harness.wait_for(lambda: self.state.exists() and expected_cursor in self.state.read_text(),
+                             message="the saved cursor")
+            self.assertIsNone(exporter.proc.poll())
+            result = harness.run("cursor", "--state-file", self.state)
+            self.assertEqual(result.returncode, 0, result.stderr.decode())
+            self.assertEqual(result.stdout.decode().strip(), expected_cursor)
+
     def test_cursor_without_a_state_file_exits_1(self):
         result = harness.run("cursor", "--state-file", self.tmp / "absent.json")
         self.assertEqual(result.returncode, 1)
