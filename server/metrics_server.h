@@ -55,7 +55,8 @@ bool accepts_gzip(std::string_view accept_encoding_header);
 // Other methods on these paths get 405 with `Allow: GET, HEAD`; any method on any other path
 // gets 404. No exception escapes; a throwing snapshot callback gives a 500.
 //
-// Responses go out with TCP_NODELAY, so a kept-alive scrape does not wait for a delayed ACK.
+// Responses go out with TCP_NODELAY, so a kept-alive scrape does not wait for a delayed ACK, and
+// corked while they are written, so headers and body leave together in full segments.
 //
 // Render cache. Without a GenerationFn every scrape takes a snapshot, renders it and compresses
 // it. With one, the caller promises a number that changes whenever the counts it wants visible
