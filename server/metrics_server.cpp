@@ -58,14 +58,16 @@ namespace {
 
 constexpr std::size_t kThreads = 4;           // the host has 2 cores; a slow client holds one
 constexpr time_t kIoTimeoutSeconds = 10;      // per read/write on a client socket
-// How long a connection may sit idle before (or between) requests. Scrape intervals are longer
-// than this, so keep-alive buys nothing; it also bounds how long stop() waits on idle clients,
-// because httplib only notices the closed listener between requests.
+// How long a connection may sit idle before (or between) requests. Prometheus scrapes every
+// few seconds at most, so its connections are not kept across scrapes; the timeout also bounds
+// how long stop() waits on idle clients, because httplib only notices the closed listener
+// between requests.
 constexpr time_t kIdleTimeoutSeconds = 2;
 // Requests served on one connection before httplib closes it (its default is 5). A connection
 // starts with small TCP windows, and reconnecting every 5 scrapes of a 10k-series plain body cut
-// the scrape rate from 4.1k/s to 2.7k/s in bench/follow_bench.py. With 4 threads, one client
-// still gives its thread up after this many requests or after the idle timeout.
+// the scrape rate from 4.1k/s to 2.7k/s in bench/follow_bench.py. The price: four clients that
+// scrape back to back hold all four threads for up to this many requests each (well under a
+// second at those rates) while a fifth connection, a health probe say, waits in the backlog.
 constexpr std::size_t kKeepAliveMaxRequests = 1000;
 constexpr std::size_t kMaxRequestBody = 65536;  // we accept no bodies; this bounds the discard
 constexpr std::string_view kAllow = "GET, HEAD";
@@ -363,8 +365,18 @@ int port_of(const sockaddr_storage& addr) {
   return -1;
 }
 
-// Whether `fd` is the TCP connection `req` came on: its local port and its peer's address and
-// port, which no other open connection of this process shares.
+// The numeric address as httplib spells Request::remote_addr and local_addr; "" if none.
+std::string numeric_host(const sockaddr_storage& addr, socklen_t length) {
+  char host[NI_MAXHOST];
+  if (::getnameinfo(reinterpret_cast<const sockaddr*>(&addr), length, host, sizeof host, nullptr, 0,
+                    NI_NUMERICHOST) != 0) {
+    return "";
+  }
+  return host;
+}
+
+// Whether `fd` is the TCP connection `req` came on: both ends' addresses and ports, which no
+// other open connection shares.
 bool is_connection_of(int fd, const httplib::Request& req) {
   sockaddr_storage local{};
   sockaddr_storage peer{};
@@ -374,12 +386,8 @@ bool is_connection_of(int fd, const httplib::Request& req) {
       ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_length) != 0) {
     return false;
   }
-  if (port_of(local) != req.local_port || port_of(peer) != req.remote_port) return false;
-  // The address as httplib spells Request::remote_addr.
-  char host[NI_MAXHOST];
-  return ::getnameinfo(reinterpret_cast<const sockaddr*>(&peer), peer_length, host, sizeof host, nullptr, 0,
-                       NI_NUMERICHOST) == 0 &&
-         req.remote_addr == host;
+  return port_of(local) == req.local_port && port_of(peer) == req.remote_port &&
+         numeric_host(peer, peer_length) == req.remote_addr && numeric_host(local, local_length) == req.local_addr;
 }
 
 // The socket `req` came on, or -1. httplib 0.11 does not give handlers their socket; each server

@@ -71,8 +71,9 @@ bool accepts_gzip(std::string_view accept_encoding_header);
 //  - any other change (counters that do not bump the generation, process_* metrics, the
 //    snapshot callback's own extras) is in it if it happened before t - max(2S,
 //    max_unchanged_age);
-// that is, a body is served when its age is at most S, or when its age is at most
-// max_unchanged_age and its generation was seen unchanged no more than S before t.
+// that is, a body is served when its age is at most S, when its age is at most
+// max_unchanged_age and its generation was seen unchanged no more than S before t, or when its
+// age is at most 2S and another scrape is refreshing it.
 // Otherwise one scrape reads the generation (and renders if it moved). Concurrent scrapes of
 // the same format meanwhile get the previous body if its age is at most 2S, and wait for the
 // refresh if not (or if there is none yet): at most one generation read or render per format

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -1031,27 +1032,38 @@ TEST_CASE("concurrent scrapes that need a fresh body wait for one render", "[ser
 
 namespace {
 
-// A source whose snapshot can be made slow, and which says when a snapshot has begun, so a test
-// can send a second scrape while the first is still refreshing.
-struct SlowSource {
+// A source whose snapshots can be held until the test releases them, and which says when a
+// snapshot has begun, so a test can send a second scrape while the first is still refreshing.
+struct HeldSource {
   CountingSource counts;
-  std::atomic<int> delay_ms{0};
-  std::atomic<int> begun{0};
+  std::mutex m;
+  std::condition_variable released_cv;
+  bool hold = false;
+  int begun = 0;
 
   Snapshot snapshot() {
-    begun.fetch_add(1);
-    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms.load()));
+    {
+      std::unique_lock lock(m);
+      ++begun;
+      released_cv.notify_all();
+      released_cv.wait(lock, [&] { return !hold; });
+    }
     return counts.snapshot();
   }
-  void wait_until_begun(int n) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (begun.load() < n && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  void set_hold(bool on) {
+    {
+      std::lock_guard lock(m);
+      hold = on;
     }
+    released_cv.notify_all();
+  }
+  bool wait_until_begun(int n) {
+    std::unique_lock lock(m);
+    return released_cv.wait_for(lock, std::chrono::seconds(10), [&] { return begun >= n; });
   }
 };
 
-RunningServer slow_server(SlowSource& source, std::chrono::milliseconds max_stale) {
+RunningServer held_server(HeldSource& source, std::chrono::milliseconds max_stale) {
   return RunningServer(
       cached(max_stale, kForever), [&source] { return source.snapshot(); }, {},
       [&source] { return source.counts.current_generation(); });
@@ -1061,35 +1073,48 @@ RunningServer slow_server(SlowSource& source, std::chrono::milliseconds max_stal
 
 TEST_CASE("while one scrape refreshes, others get the previous body if it is at most 2 max_stale old",
           "[server][cache][concurrency]") {
-  SlowSource source;
-  RunningServer s = slow_server(source, std::chrono::milliseconds(1000));
+  HeldSource source;
+  RunningServer s = held_server(source, std::chrono::milliseconds(1500));
   REQUIRE(shows(http(s.port(), "GET", "/metrics"), 1));
   source.counts.bump(2);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // older than S, younger than 2S
-  source.delay_ms = 300;
+  std::this_thread::sleep_for(std::chrono::milliseconds(1600));  // older than S, younger than 2S
+  source.set_hold(true);
   std::optional<HttpResponse> refreshing;
   std::thread first([&] { refreshing = http(s.port(), "GET", "/metrics"); });
-  source.wait_until_begun(2);
-  // Had it waited for the refresh, it would show 2.
-  CHECK(shows(http(s.port(), "GET", "/metrics"), 1));
+  REQUIRE(source.wait_until_begun(2));
+  // The refresh cannot finish before the release below, so this got the previous body.
+  const auto during = http(s.port(), "GET", "/metrics");
+  source.set_hold(false);
   first.join();
+  CHECK(shows(during, 1));
   CHECK(shows(refreshing, 2));
   CHECK(source.counts.snapshot_count() == 2);
 }
 
 TEST_CASE("while one scrape refreshes, others wait for it if the previous body is older than 2 max_stale",
           "[server][cache][concurrency]") {
-  SlowSource source;
-  RunningServer s = slow_server(source, std::chrono::milliseconds(100));
+  HeldSource source;
+  RunningServer s = held_server(source, std::chrono::milliseconds(100));
   REQUIRE(shows(http(s.port(), "GET", "/metrics"), 1));
   source.counts.bump(2);
   std::this_thread::sleep_for(std::chrono::milliseconds(250));  // older than 2S
-  source.delay_ms = 300;
+  source.set_hold(true);
   std::optional<HttpResponse> refreshing;
   std::thread first([&] { refreshing = http(s.port(), "GET", "/metrics"); });
-  source.wait_until_begun(2);
-  CHECK(shows(http(s.port(), "GET", "/metrics"), 2));
+  REQUIRE(source.wait_until_begun(2));
+  std::atomic<bool> second_done{false};
+  std::optional<HttpResponse> waiting;
+  std::thread second([&] {
+    waiting = http(s.port(), "GET", "/metrics");
+    second_done.store(true);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // Served the old body, it would be back by now; waiting, it cannot be before the release.
+  CHECK_FALSE(second_done.load());
+  source.set_hold(false);
   first.join();
+  second.join();
+  CHECK(shows(waiting, 2));
   CHECK(shows(refreshing, 2));
   CHECK(source.counts.snapshot_count() == 2);  // the waiting scrape took the refreshed body
 }
@@ -1170,11 +1195,10 @@ TEST_CASE("a response is corked while it is written and uncorked once it is out"
     return test_snapshot();
   });
   server_port.store(s.port());
-  Connection c("127.0.0.1", s.port());
-  REQUIRE(c.valid());
-  client_port.store(c.local_port());
-  // Several requests on one connection: the first finds the socket, later ones reuse it.
-  for (int i = 0; i < 3; ++i) {
+  // Each request must cork its own connection's socket: two connections taking turns, then a
+  // new one after the first is closed (its descriptor number may be reused).
+  const auto scrape_and_check = [&](Connection& c) {
+    client_port.store(c.local_port());
     corked_while_rendering.store(-1);
     const auto r = http_on(c, "/metrics");
     REQUIRE(r);
@@ -1186,7 +1210,20 @@ TEST_CASE("a response is corked while it is written and uncorked once it is out"
     socklen_t len = sizeof cork;
     REQUIRE(::getsockopt(fd, IPPROTO_TCP, TCP_CORK, &cork, &len) == 0);
     CHECK(cork == 0);
+  };
+  auto first = std::make_unique<Connection>("127.0.0.1", s.port());
+  Connection second("127.0.0.1", s.port());
+  REQUIRE(first->valid());
+  REQUIRE(second.valid());
+  for (int i = 0; i < 2; ++i) {
+    scrape_and_check(*first);
+    scrape_and_check(second);
   }
+  first.reset();
+  Connection third("127.0.0.1", s.port());
+  REQUIRE(third.valid());
+  scrape_and_check(third);
+  scrape_and_check(third);
 }
 
 TEST_CASE("accepted connections have TCP_NODELAY, so kept-alive scrapes do not wait for an ACK",
