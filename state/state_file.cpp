@@ -605,7 +605,13 @@ int lock_state_file_impl(const std::string& state_path, std::string& error) {
   }
   const std::string lock_path = state_lock_path(state_path);
   // O_RDWR: the pid is written into it. O_NOFOLLOW, as for PATH.tmp: we write where we were told.
-  OwnedFd file(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
+  int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0 && errno == EACCES) {
+    // A lock file another user created (an earlier run as root, say): flock works on a
+    // read-only descriptor, only the pid goes unwritten.
+    fd = ::open(lock_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  }
+  OwnedFd file(fd);
   if (file.get() < 0) {
     const int saved = errno;
     error = "cannot open the lock file " + lock_path + " for the state file " + state_path + ": " + errno_text(saved);
@@ -651,9 +657,9 @@ StateFileLock::~StateFileLock() { release(); }
 
 void StateFileLock::release() {
   if (fd_ < 0) return;
-  // Emptied while still locked, so that an exporter refused later never names a pid that has
-  // gone (and may have been reused); only a crash leaves a pid behind, and the next holder
-  // overwrites it.
+  // Emptied while still locked, so that an exporter refused later does not name a pid that has
+  // gone (and may have been reused). A crash leaves its pid behind until the next holder
+  // overwrites it, just after taking the lock.
   [[maybe_unused]] const int truncated = ::ftruncate(fd_, 0);
   // Closing the last descriptor of the open file drops the flock.
   ::close(std::exchange(fd_, -1));
