@@ -20,6 +20,10 @@ Three measurements, each repeated, medians quoted:
    lines_read_total must equal exactly what was written (no line lost). Also a wrk run before
    the writer starts (10k series, no ingest) to separate rendering cost from lock contention.
    Target: >= 5000 scrapes/s.
+4. baselines: nle_static_http_server serving the exporter's own 10k-series body and nothing
+   else, `raw` (one writev per response) and `httplib` (cpp-httplib with the exporter's
+   settings), scraped by the same wrk before the writer starts and while the exporter ingests;
+   the exporter's plain rate is quoted as a ratio of each, within one round.
 
 Peak RSS (VmHWM) of the follower is reported for each phase. Everything runs on 127.0.0.1 with
 the port chosen by the kernel (listen on :0, port read from the exporter's log); all processes
@@ -356,6 +360,19 @@ def run_wrk(port, seconds, threads, conns, gzip=False):
     return {"rps": rps, "mib_s": mbps, "errors": errors, "p99_ms": p99, "raw": text}
 
 
+class Baseline:
+    """nle_static_http_server (raw or httplib) serving a fixed body on 127.0.0.1:<free port>."""
+
+    def __init__(self, tool, mode, body_path):
+        self.proc = subprocess.Popen([tool, mode, body_path], stdout=subprocess.PIPE, text=True,
+                                     start_new_session=True)
+        PROCS.append(self.proc)
+        self.port = int(self.proc.stdout.readline())
+
+    def close(self):
+        stop(self.proc)
+
+
 def writer_main(argv):
     """Hidden mode: append SRC's lines to PATH, `reps` whole copies, at RATE lines/s."""
     path, src, rate, reps, batch_ms = argv[0], argv[1], float(argv[2]), int(argv[3]), float(argv[4])
@@ -426,13 +443,20 @@ def phase_ingest(binary, gen, work, args, rng):
         body_kib = len(body) / 1024
         s.close()
 
-        # wrk with 10k series and no ingestion: rendering cost alone.
+        # wrk with 10k series and no ingestion: rendering cost alone. Then the baselines: servers
+        # that only write this same body, the most the machine allows (see static_http_server.cpp).
         quiet = run_wrk(ex.port, args.wrk_quiet_seconds, args.wrk_threads, args.wrk_conns)
         quiet_gz = run_wrk(ex.port, args.wrk_quiet_seconds, args.wrk_threads, args.wrk_conns, gzip=True)
+        body_path = os.path.join(work, "body.prom")
+        with open(body_path, "wb") as f:
+            f.write(body)
+        baselines = [Baseline(args.baseline, mode, body_path) for mode in ("raw", "httplib")]
+        quiet_raw, quiet_httplib = (run_wrk(b.port, args.wrk_quiet_seconds, args.wrk_threads, args.wrk_conns)
+                                    for b in baselines)
 
         # Writer: whole copies of the generated file at --rate for long enough to cover wrk and
         # the latency probe.
-        want_lines = args.rate * (args.lead_seconds + 2 * args.wrk_seconds + 1 + args.probe_seconds)
+        want_lines = args.rate * (args.lead_seconds + 4 * args.wrk_seconds + 2 + args.probe_seconds)
         reps = max(1, -(-int(want_lines) // args.gen_lines))
         writer = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--_writer", path, src,
                                    str(args.rate), str(reps), "5"], stdout=subprocess.PIPE, text=True,
@@ -443,6 +467,12 @@ def phase_ingest(binary, gen, work, args, rng):
         busy = run_wrk(ex.port, args.wrk_seconds, args.wrk_threads, args.wrk_conns)
         time.sleep(0.5)
         busy_gz = run_wrk(ex.port, args.wrk_seconds, args.wrk_threads, args.wrk_conns, gzip=True)
+        # The baselines under the same ingestion: the writer and the follower take their share of
+        # the cores while wrk scrapes a server that only writes the body.
+        busy_raw, busy_httplib = (run_wrk(b.port, args.wrk_seconds, args.wrk_threads, args.wrk_conns)
+                                  for b in baselines)
+        for b in baselines:
+            b.close()
         # Append -> scrape latency with 10k series while the writer is still going.
         probe_n = 0
         lat, timeouts, scrape_ms = [], 0, []
@@ -482,6 +512,7 @@ def phase_ingest(binary, gen, work, args, rng):
         got_lines = series_value(body, LINES_READ)
         return {
             "series": n_series, "body_kib": body_kib, "quiet": quiet, "quiet_gz": quiet_gz, "busy": busy, "busy_gz": busy_gz, "writer": wstats,
+            "quiet_raw": quiet_raw, "quiet_httplib": quiet_httplib, "busy_raw": busy_raw, "busy_httplib": busy_httplib,
             "probe_scrape_ms": med(scrape_ms),
             "reps": reps, "lines_expected": total_lines, "lines_read": got_lines, "mismatches": mism,
             "catch_up_s": catch_up, "lat": lat, "timeouts": timeouts, "probe_under_ingest": writer_alive_after_probe,
@@ -493,6 +524,13 @@ def phase_ingest(binary, gen, work, args, rng):
 
 # ---------------------------------------------------------------------------------------------
 # Report.
+
+WRK_RUNS = ("quiet", "quiet_gz", "quiet_raw", "quiet_httplib", "busy", "busy_gz", "busy_raw", "busy_httplib")
+
+
+def ratio(run, baseline):
+    return run["rps"] / baseline["rps"] if baseline["rps"] else float("nan")
+
 
 def pct(values, p):
     if not values:
@@ -538,6 +576,7 @@ def main():
     ap.add_argument("--wrk-seconds", type=int, help="wrk while ingesting (default 10; quick 4)")
     ap.add_argument("--wrk-threads", type=int, default=1)
     ap.add_argument("--wrk-conns", type=int, default=4, help="the server has 4 worker threads")
+    ap.add_argument("--baseline", help="nle_static_http_server (default: next to --gen)")
     ap.add_argument("--json", help="also write the raw results here")
     ap.add_argument("--deadline", type=float, help="abort after this many seconds (default 900; quick 240)")
     args = ap.parse_args()
@@ -555,7 +594,8 @@ def main():
 
     binary = os.path.abspath(args.binary)
     gen = args.gen or os.path.join(os.path.dirname(os.path.dirname(binary)), "bench", "nle_gen_logs")
-    for tool in (binary, gen):
+    args.baseline = args.baseline or os.path.join(os.path.dirname(gen), "nle_static_http_server")
+    for tool in (binary, gen, args.baseline):
         if not os.access(tool, os.X_OK):
             sys.exit(f"not executable: {tool} (build it, or pass --gen)")
     if shutil.which("wrk") is None:
@@ -590,7 +630,10 @@ def main():
         print(f"[ingest+wrk {r + 1}/{args.repeats}] ...", flush=True)
         res = phase_ingest(binary, gen, work, args, rng)
         ing.append(res)
-        print(f"  quiet {res['quiet']['rps']:.0f}/s  quiet+gzip {res['quiet_gz']['rps']:.0f}/s  busy {res['busy']['rps']:.0f}/s  "
+        print(f"  quiet {res['quiet']['rps']:.0f}/s (raw {res['quiet_raw']['rps']:.0f}, httplib "
+              f"{res['quiet_httplib']['rps']:.0f})  busy {res['busy']['rps']:.0f}/s (raw {res['busy_raw']['rps']:.0f}, "
+              f"httplib {res['busy_httplib']['rps']:.0f})", flush=True)
+        print(f"  quiet+gzip {res['quiet_gz']['rps']:.0f}/s  "
               f"busy+gzip {res['busy_gz']['rps']:.0f}/s  writer "
               f"{res['writer']['rate']:.0f} lines/s  lost/mismatch {len(res['mismatches'])}  "
               f"lines {res['lines_read']:.0f}/{res['lines_expected']}", flush=True)
@@ -614,16 +657,26 @@ def main():
         ("latency: timeouts (> 2 s)", f"{sum(r['timeouts'] for r in lat_runs)}", "0"),
         ("10k series: exposition size", f"{med([r['body_kib'] for r in ing]):.0f} KiB ({ing[0]['series']} CF series)", ""),
         ("scrapes/s, 10k series, no ingest (median)", f"{med([r['quiet']['rps'] for r in ing]):.0f}", ""),
+        ("  baseline, same body, no ingest: raw writev server / cpp-httplib server",
+         f"{med([r['quiet_raw']['rps'] for r in ing]):.0f} / {med([r['quiet_httplib']['rps'] for r in ing]):.0f}", ""),
+        ("  exporter / baseline, no ingest: vs raw / vs cpp-httplib",
+         f"{med([ratio(r['quiet'], r['quiet_raw']) for r in ing]):.2f}x / "
+         f"{med([ratio(r['quiet'], r['quiet_httplib']) for r in ing]):.2f}x", ""),
         ("scrapes/s, 10k series, no ingest, Accept-Encoding: gzip (median)",
          f"{med([r['quiet_gz']['rps'] for r in ing]):.0f}", ""),
         ("scrapes/s, 10k series, while ingesting (median)", f"{med([r['busy']['rps'] for r in ing]):.0f}  "
          f"(runs: {', '.join('%.0f' % r['busy']['rps'] for r in ing)})", ">= 5000"),
         ("  wrk p99 latency while ingesting", f"{med([r['busy']['p99_ms'] or 0 for r in ing]):.1f} ms", ""),
+        ("  baseline, same body, while the exporter ingests: raw writev / cpp-httplib",
+         f"{med([r['busy_raw']['rps'] for r in ing]):.0f} / {med([r['busy_httplib']['rps'] for r in ing]):.0f}", ""),
+        ("  exporter / baseline while ingesting: vs raw / vs cpp-httplib",
+         f"{med([ratio(r['busy'], r['busy_raw']) for r in ing]):.2f}x / "
+         f"{med([ratio(r['busy'], r['busy_httplib']) for r in ing]):.2f}x", ""),
         ("scrapes/s, 10k series, while ingesting, Accept-Encoding: gzip (as Prometheus asks)",
          f"{med([r['busy_gz']['rps'] for r in ing]):.0f}  (runs: {', '.join('%.0f' % r['busy_gz']['rps'] for r in ing)})",
          ""),
         ("  wrk errors (non-2xx, socket)",
-         f"{sum(r['busy']['errors'] + r['quiet']['errors'] + r['quiet_gz']['errors'] + r['busy_gz']['errors'] for r in ing)}",
+         f"{sum(r[k]['errors'] for r in ing for k in WRK_RUNS)}",
          "0"),
         ("writer rate achieved (median)", f"{med([r['writer']['rate'] for r in ing]):.0f} lines/s, "
          f"{med([r['writer']['bytes'] / r['writer']['seconds'] for r in ing]) / 2**20:.1f} MiB/s", "~100000"),
