@@ -569,7 +569,12 @@ int run_follow(const FollowConfig& config) {
     // /-/ready said so is never mistaken for content that was there before we started.
     follower->poll_once();
     server.set_ready(true);
-    log.info("following files", {{"inotify", follower->using_inotify() ? "yes" : "no (polling)"}});
+    if (follower->using_inotify()) {
+      log.info("following files", {{"inotify", "yes"}});
+    } else {
+      const std::string interval = std::to_string(config.poll_interval.count()) + "ms";
+      log.info("following files", {{"inotify", "no (polling)"}, {"poll_interval", interval}});
+    }
     follower->run();
     ingestion.finish([&] { shared.positions = follower->positions(); });
   } else if (journal_source) {

@@ -171,7 +171,7 @@ class FollowFilesTest(unittest.TestCase):
     def test_force_polling_follows_a_rename_rotation_the_same_way(self):
         self.log.touch()
         with self.follow("--force-polling", "--poll-interval", "50ms", self.log) as exporter:
-            exporter.wait_stderr("polling")
+            exporter.wait_stderr("poll_interval=50ms")
             self.rename_rotation(exporter)
 
     def test_force_polling_follows_a_copytruncate_the_same_way(self):
