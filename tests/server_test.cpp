@@ -727,6 +727,24 @@ TEST_CASE("stop closes the listener and is idempotent", "[server][lifecycle]") {
   s.server.stop();
 }
 
+namespace {
+
+// Whether a scrape's body is a whole exposition of test_snapshot()'s families (gunzipped when
+// `gzip`; ending in "# EOF" when `openmetrics`), whatever values it shows.
+bool is_whole_exposition(const HttpResponse& r, bool gzip, bool openmetrics) {
+  std::string body;
+  try {
+    body = gzip ? gunzip(r.body) : r.body;
+  } catch (const std::exception&) {
+    return false;
+  }
+  return body.find("nixfleet_test_events") != std::string::npos &&
+         body.find("nixfleet_test_queue_depth") != std::string::npos &&
+         (!openmetrics || (body.size() >= 6 && body.substr(body.size() - 6) == "# EOF\n"));
+}
+
+}  // namespace
+
 TEST_CASE("four threads scraping while the snapshot data changes all get whole responses",
           "[server][concurrency]") {
   std::mutex m;
@@ -771,16 +789,7 @@ TEST_CASE("four threads scraping while the snapshot data changes all get whole r
         if (openmetrics) h.emplace_back("Accept", std::string(kPrometheusAccept));
         const auto r = http(s.port(), "GET", "/metrics", h);
         if (!r || r->status != 200) continue;
-        std::string body;
-        try {
-          body = gzip ? gunzip(r->body) : r->body;
-        } catch (const std::exception&) {
-          continue;
-        }
-        const bool whole = body.find("nixfleet_test_events") != std::string::npos &&
-                           body.find("nixfleet_test_queue_depth") != std::string::npos &&
-                           (!openmetrics || (body.size() >= 6 && body.substr(body.size() - 6) == "# EOF\n"));
-        if (whole) good.fetch_add(1);
+        if (is_whole_exposition(*r, gzip, openmetrics)) good.fetch_add(1);
       }
     });
   }
@@ -1162,16 +1171,7 @@ TEST_CASE("cached scrapes while the generation moves all get whole, current-enou
         const auto r = http_on(*c, "/metrics", h);
         if (!r || r->header("connection") == "close") c.reset();
         if (!r || r->status != 200) continue;
-        std::string body;
-        try {
-          body = gzip ? gunzip(r->body) : r->body;
-        } catch (const std::exception&) {
-          continue;
-        }
-        const bool whole = body.find("nixfleet_test_events") != std::string::npos &&
-                           body.find("nixfleet_test_queue_depth") != std::string::npos &&
-                           (!openmetrics || (body.size() >= 6 && body.substr(body.size() - 6) == "# EOF\n"));
-        if (whole) good.fetch_add(1);
+        if (is_whole_exposition(*r, gzip, openmetrics)) good.fetch_add(1);
       }
     });
   }
