@@ -17,9 +17,11 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <set>
@@ -33,6 +35,10 @@ namespace {
 
 constexpr std::uint64_t kMaxBytesPerPathPerPass = 8u << 20;
 constexpr std::uint32_t kFingerprintBytes = 4096;
+constexpr std::size_t kHeadBytes = 4096;
+constexpr std::size_t kRewriteCheckBytes = 256;  // enough to differ: a new line's timestamp
+constexpr std::size_t kMaxReadContents = 32;  // the copies a glob may still find (a few per rotation)
+constexpr std::size_t kMaxVacated = 1024;     // glob paths remembered as rotated away
 constexpr std::uint64_t kFnvOffsetBasis = 0xcbf29ce484222325ULL;
 constexpr std::uint64_t kFnvPrime = 0x100000001b3ULL;
 constexpr std::uint32_t kWatchMask = IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_MODIFY |
@@ -49,7 +55,7 @@ std::uint64_t fnv1a(const char* data, std::size_t size, std::uint64_t hash = kFn
 struct FileId {
   std::uint64_t device = 0;
   std::uint64_t inode = 0;
-  friend bool operator==(const FileId&, const FileId&) = default;
+  friend auto operator<=>(const FileId&, const FileId&) = default;
 };
 FileId id_of(const struct stat& st) {
   return {static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
@@ -111,11 +117,29 @@ std::optional<std::uint64_t> fingerprint_before(int fd, std::uint64_t offset, st
   return fnv1a(buffer, bytes);
 }
 
-bool is_compressed_name(std::string_view name) {
-  for (std::string_view ext : {".gz", ".bz2", ".xz", ".zst", ".lz4", ".br", ".zip", ".Z"}) {
-    if (name.size() > ext.size() && name.substr(name.size() - ext.size()) == ext) return true;
+// The first bytes compression_of() looks at.
+constexpr std::size_t kMagicBytes = 6;
+
+std::string first_bytes(int fd, std::size_t count) {
+  std::string out(count, '\0');
+  const ssize_t n = pread_full(fd, out.data(), count, 0);
+  out.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+  return out;
+}
+
+// The path as a key that does not depend on how it was spelled: its directory resolved by
+// realpath(3) (symbolic links, "..", relative to the working directory), its own name kept (a
+// followed name that is a symbolic link stays that name). A directory that cannot be resolved
+// (missing) gives the lexically normal absolute path.
+std::string canonical_path(const std::string& path) {
+  if (char* dir = ::realpath(dir_of(path).c_str(), nullptr)) {
+    std::string out = join(dir, base_of(path));
+    std::free(dir);
+    return out;
   }
-  return false;
+  std::error_code ec;
+  const std::filesystem::path absolute = std::filesystem::absolute(path, ec);
+  return ec ? path : absolute.lexically_normal().string();
 }
 
 // glob(3) with RAII; returns the matches (sorted, directories marked with a trailing '/').
@@ -161,6 +185,13 @@ struct Stream {
   LineSplitter splitter;       // offsets relative to the file's start
   std::uint64_t read_offset = 0;  // the next byte read(2) returns
   bool skip_partial = false;   // started mid-line: drop bytes through the next "\n"
+  // The file's first bytes (up to kHeadBytes) as far as read: what a copy of it starts with.
+  std::string head;
+  // New content (read from its start, not a file already known): reading it after the path's
+  // previous file was replaced is a rotation.
+  bool fresh = false;
+  // A glob's new match not read yet: it may be a copy of a file already read ("Copies").
+  bool held = false;
   // positions() cache: the fingerprint is only recomputed when the offset moved.
   mutable std::uint64_t fp_offset = UINT64_MAX;
   mutable std::uint64_t fp = 0;
@@ -175,8 +206,9 @@ struct Tracked {
   bool matched = true;           // named by a pattern in the last discovery
   std::deque<std::unique_ptr<Stream>> old;
   std::unique_ptr<Stream> current;
+  std::string canonical;         // canonical_path(path): the key of its saved position
   bool attached = false;         // the path named current's file at the last check
-  bool closed_by_delete = false;  // the next file at the path is a rotation
+  bool replaced = false;         // a file read under this path was finished: new content next is a rotation
   bool start_from_zero = false;  // resume decided the next file at the path starts at 0
   std::optional<FilePosition> resume;
   std::vector<std::string> reported;  // error reasons reported and not yet recovered
@@ -189,6 +221,13 @@ struct Retired {
   std::uint64_t offset = 0;
   std::uint64_t fingerprint = 0;
   std::uint32_t fingerprint_bytes = 0;
+};
+
+// The content of a file that was read up to `offset` and then truncated away (copytruncate) or
+// finished: a later file that starts with `head` is a copy of it, read from `offset` on.
+struct ReadContent {
+  std::string head;
+  std::uint64_t offset = 0;
 };
 
 struct Watch {
@@ -207,7 +246,6 @@ struct Follower::Impl {
     options.read_chunk_bytes = std::max<std::size_t>(options.read_chunk_bytes, 4096);
     if (options.poll_interval < std::chrono::milliseconds(1)) options.poll_interval = std::chrono::milliseconds(1);
     buffer.resize(options.read_chunk_bytes);
-    for (const FilePosition& pos : options.resume) resume_by_path.emplace(pos.path, pos);  // first wins
     const int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (efd >= 0) wake = Fd(efd);
     if (!options.force_polling) start_inotify();
@@ -217,8 +255,11 @@ struct Follower::Impl {
   FollowerSink& sink;
   std::vector<char> buffer;  // one read buffer for all files, reused
   std::map<std::string, Tracked> tracked;  // sorted: deterministic order of passes
-  std::map<std::string, FilePosition> resume_by_path;
   std::vector<Retired> retired;
+  std::deque<ReadContent> read_contents;  // newest last, at most kMaxReadContents
+  bool read_contents_added = false;       // in this pass: held matches may now be decided
+  std::deque<std::string> vacated;        // glob paths dropped while `replaced`, oldest first
+  std::set<FileId> compressed;            // glob matches skipped as compressed, by file
   std::set<std::string> waiting;        // patterns whose "waiting for" notice was given
   std::set<std::string> once;           // keys of one-time notices and errors
   bool first_pass_done = false;
@@ -451,9 +492,34 @@ struct Follower::Impl {
     return ::fnmatch(pattern.c_str(), path.c_str(), FNM_PATHNAME | FNM_PERIOD) == 0;
   }
 
+  // A glob match that is compressed (by name, or by magic bytes for a file not being read yet) is
+  // skipped, with one notice per name; the ones found by magic are remembered by file, so they are
+  // not opened again on every pass.
+  bool skip_compressed(const std::string& path, const FileId& id, std::set<FileId>& still_compressed) {
+    std::string_view format = compression_of(base_of(path), {});
+    if (format.empty()) {
+      if (compressed.count(id) != 0) {
+        still_compressed.insert(id);
+        return true;  // found by its magic bytes on an earlier pass, and said so then
+      }
+      const auto it = tracked.find(path);
+      if (it != tracked.end() && it->second.current && it->second.current->id == id) return false;  // read as text
+      const int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+      if (raw < 0) return false;  // opening it reports what is wrong
+      const Fd fd(raw);
+      format = compression_of({}, first_bytes(fd.get(), kMagicBytes));
+      if (format.empty()) return false;
+      still_compressed.insert(id);
+    }
+    notice_once("compressed:" + path, path + " is compressed (" + std::string(format) +
+                                          "): not followed; `nixfleet-log-exporter replay` reads compressed logs");
+    return true;
+  }
+
   void discover() {
     std::map<std::string, bool> matched;  // path -> named by a literal pattern
     std::vector<FileId> seen_ids;
+    std::set<FileId> still_compressed;
     for (const std::string& pattern : options.patterns) {
       if (rejected_pattern(pattern)) {
         if (once.insert("reject:" + pattern).second) {
@@ -469,6 +535,7 @@ struct Follower::Impl {
           if (m.back() == '/') continue;  // a directory
           struct stat st {};
           if (::stat(m.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+          if (skip_compressed(m, id_of(st), still_compressed)) continue;
           seen_ids.push_back(id_of(st));
           matched.emplace(m, false);
           present = true;
@@ -487,31 +554,69 @@ struct Follower::Impl {
         sink.on_notice("waiting for " + pattern + " to appear");
       }
     }
+    compressed = std::move(still_compressed);
     // A retired file not named by any match this time will not be continued.
     std::erase_if(retired, [&](const Retired& r) {
       return std::find(seen_ids.begin(), seen_ids.end(), r.id) == seen_ids.end();
     });
     for (auto& [path, t] : tracked) t.matched = false;
     for (const auto& [path, literal] : matched) {
-      Tracked& t = tracked[path];
-      t.path = path;
+      Tracked& t = track(path);
       t.matched = true;
       t.literal = t.literal || literal;
     }
-    if (!first_pass_done) {
-      for (const auto& [path, pos] : resume_by_path) {
-        const bool named = std::any_of(options.patterns.begin(), options.patterns.end(), [&](const std::string& p) {
-          return !rejected_pattern(p) && pattern_names(p, path);
-        });
-        if (!named) {
-          notice_once("resume-unnamed:" + path, "ignoring the saved position of " + path + ": no pattern names it");
-          continue;
-        }
-        Tracked& t = tracked[path];  // a glob path may be missing now: tracked for the resume rules
-        if (t.path.empty()) t.matched = false;
-        t.path = path;
-        t.resume = pos;
+    if (!first_pass_done) attach_resume();
+  }
+
+  Tracked& track(const std::string& path) {
+    auto [it, added] = tracked.try_emplace(path);
+    Tracked& t = it->second;
+    if (added) {
+      t.path = path;
+      t.canonical = canonical_path(path);
+      if (auto v = std::find(vacated.begin(), vacated.end(), path); v != vacated.end()) {
+        t.replaced = true;  // its file was rotated away while no pattern matched the name
+        vacated.erase(v);
       }
+    }
+    return t;
+  }
+
+  // The followed path a saved position belongs to, "" if none (see "Resume"): the path of the same
+  // canonical path, else the path that names the saved file, else the path a pattern would give it.
+  std::string followed_path_for(const FilePosition& pos, const std::string& canonical) const {
+    for (const auto& [path, t] : tracked) {
+      if (t.canonical == canonical) return path;
+    }
+    for (const auto& [path, t] : tracked) {
+      struct stat st {};
+      if (::stat(path.c_str(), &st) == 0 && id_of(st) == FileId{pos.device, pos.inode}) return path;
+    }
+    for (const std::string& p : options.patterns) {
+      if (rejected_pattern(p)) continue;
+      if (pattern_names(p, pos.path)) return pos.path;  // spelled the same way
+      if (!has_glob_chars(p)) {
+        if (canonical_path(p) == canonical) return p;
+      } else if (!has_glob_chars(dir_of(p)) &&
+                 ::fnmatch(canonical_path(p).c_str(), canonical.c_str(), FNM_PATHNAME | FNM_PERIOD) == 0) {
+        return p.substr(0, p.rfind('/') + 1) + base_of(canonical);  // the spelling the glob gives
+      }
+    }
+    return "";
+  }
+
+  // First pass: each saved position goes to the path it belongs to; the first one per path wins.
+  void attach_resume() {
+    for (const FilePosition& pos : options.resume) {
+      const std::string path = followed_path_for(pos, canonical_path(pos.path));
+      if (path.empty()) {
+        notice_once("resume-unnamed:" + pos.path, "ignoring the saved position of " + pos.path + ": no pattern names it");
+        continue;
+      }
+      const bool known = tracked.count(path) != 0;
+      Tracked& t = track(path);  // a glob path may be missing now: tracked for the resume rules
+      if (!known) t.matched = false;
+      if (!t.resume) t.resume = pos;
     }
   }
 
@@ -569,7 +674,9 @@ struct Follower::Impl {
     s.splitter.reset(offset);
     s.read_offset = offset;
     s.fp_offset = UINT64_MAX;
+    s.held = false;
     ::lseek(s.fd.get(), static_cast<off_t>(offset), SEEK_SET);
+    s.head = first_bytes(s.fd.get(), static_cast<std::size_t>(std::min<std::uint64_t>(kHeadBytes, offset)));
     s.skip_partial = false;
     if (offset > 0) {
       char before = '\n';
@@ -582,34 +689,93 @@ struct Follower::Impl {
     return ::fstat(s.fd.get(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
   }
 
+  // Truncated and written again past our offset since the last pass (an append cannot tell it):
+  // the file no longer starts with the bytes it started with.
+  static bool rewritten(const Stream& s) {
+    const std::size_t n = std::min<std::size_t>(s.head.size(), kRewriteCheckBytes);
+    if (n == 0) return false;
+    const std::string now = first_bytes(s.fd.get(), n);
+    return now.size() == n && std::string_view(now) != std::string_view(s.head).substr(0, n);
+  }
+
   static bool verifies(const Stream& s, std::uint64_t offset, std::uint64_t fingerprint, std::uint32_t bytes) {
     if (size_of(s) < offset) return false;
     const auto fp = fingerprint_before(s.fd.get(), offset, bytes);
     return fp.has_value() && *fp == fingerprint;
   }
 
-  // Opens the file now at t.path and decides where reading starts (see "Start" and "Resume").
+  // Opens the file now at t.path and decides where reading starts (see "Start", "Resume" and
+  // "Copies").
   void open_current(Tracked& t) {
     auto s = open_file(t, t.path);
     if (!s) return;
-    std::uint64_t start = 0;
-    if (!first_pass_done && !options.from_beginning && !t.start_from_zero) {
-      start = size_of(*s);
-    } else {
-      auto r = std::find_if(retired.begin(), retired.end(), [&](const Retired& x) { return x.id == s->id; });
-      if (r != retired.end()) {
-        if (verifies(*s, r->offset, r->fingerprint, r->fingerprint_bytes)) start = r->offset;
-        retired.erase(r);
-      }
-    }
-    start_at(*s, start);
-    t.start_from_zero = false;
     t.current = std::move(s);
     t.attached = true;
-    if (t.closed_by_delete) {
-      t.closed_by_delete = false;
-      sink.on_rotation(t.path);
+    Stream& c = *t.current;
+    if (!first_pass_done && !options.from_beginning && !t.start_from_zero) {
+      start_at(c, size_of(c));
+    } else if (auto r = std::find_if(retired.begin(), retired.end(), [&](const Retired& x) { return x.id == c.id; });
+               r != retired.end()) {
+      // A file finished under another name (renamed, e.g. app.log -> app.log.1): go on where it ended.
+      start_at(c, verifies(c, r->offset, r->fingerprint, r->fingerprint_bytes) ? r->offset : 0);
+      c.fresh = c.read_offset == 0;
+      retired.erase(r);
+    } else if (first_pass_done && !t.literal) {
+      c.held = true;  // a glob's new match: decide_held() tells a copy from new content
+      decide_held(t);
+    } else {
+      start_at(c, 0);
+      c.fresh = true;
     }
+    t.start_from_zero = false;
+  }
+
+  // ---- copies ---------------------------------------------------------------------------------
+
+  // The content of `s` read so far, for a copy of it found later (the stream is being truncated or
+  // finished).
+  void remember_content(const Stream& s) {
+    if (s.held || s.head.empty()) return;
+    read_contents.push_back({s.head, s.splitter.complete_offset()});
+    if (read_contents.size() > kMaxReadContents) read_contents.pop_front();
+    read_contents_added = true;
+  }
+
+  // A held match (t.current): compressed, a copy of content already read, too early to tell, or
+  // new content. Reads nothing; a decided stream is placed with start_at and no longer held.
+  void decide_held(Tracked& t) {
+    Stream& c = *t.current;
+    const std::string head = first_bytes(c.fd.get(), kHeadBytes);
+    if (std::string_view format = compression_of({}, head); !format.empty()) {
+      notice_once("compressed:" + t.path, t.path + " is compressed (" + std::string(format) +
+                                              "): not followed; `nixfleet-log-exporter replay` reads compressed logs");
+      compressed.insert(c.id);
+      t.current.reset();
+      return;
+    }
+    // Content that was truncated away or finished: the copy goes on from where reading stopped.
+    bool early = false;
+    for (auto it = read_contents.begin(); it != read_contents.end(); ++it) {
+      const HeadMatch m = match_head(head, it->head);
+      if (m == HeadMatch::copy) {
+        start_at(c, std::min(it->offset, size_of(c)));
+        read_contents.erase(it);
+        return;
+      }
+      early = early || m == HeadMatch::prefix;
+    }
+    // A copy of a file still being read (copytruncate copies before it truncates): wait, as the
+    // original is read on; its truncation or end decides.
+    for (const auto& [path, other] : tracked) {
+      auto open_stream = [&](const Stream& k) { early = early || match_head(head, k.head) != HeadMatch::different; };
+      for (const auto& k : other.old) {
+        if (!k->held) open_stream(*k);
+      }
+      if (other.current && other.current.get() != &c && !other.current->held) open_stream(*other.current);
+    }
+    if (early) return;
+    start_at(c, 0);
+    c.fresh = true;
   }
 
   // ---- resume ---------------------------------------------------------------------------------
@@ -681,7 +847,7 @@ struct Follower::Impl {
         }
         const bool rotated_name = name->size() > base.size() + 1 && name->compare(0, base.size(), base) == 0 &&
                                   ((*name)[base.size()] == '.' || (*name)[base.size()] == '-');
-        if (rotated_name && !is_compressed_name(*name) && !(present && info->id == id_of(st))) {
+        if (rotated_name && compression_of(*name, {}).empty() && !(present && info->id == id_of(st))) {
           siblings.push_back(std::move(*info));
         }
       }
@@ -696,13 +862,11 @@ struct Follower::Impl {
         for (const Sibling& sib : siblings) {
           if (!(*found < sib)) continue;  // older than the saved file: read before we stopped
           auto next = open_file(t, sib.path);
-          if (!next) continue;
-          char magic[2] = {};
-          if (pread_full(next->fd.get(), magic, 2, 0) == 2 && static_cast<unsigned char>(magic[0]) == 0x1f &&
-              static_cast<unsigned char>(magic[1]) == 0x8b) {
+          if (!next || !compression_of({}, first_bytes(next->fd.get(), kMagicBytes)).empty()) {
             continue;  // compressed under an uncompressed name
           }
           start_at(*next, 0);
+          next->fresh = true;
           chain.push_back(std::move(next));
         }
       }
@@ -729,6 +893,9 @@ struct Follower::Impl {
   void feed(const Tracked& t, Stream& s, std::string_view data) {
     const std::uint64_t chunk_start = s.read_offset;
     s.read_offset += data.size();
+    if (s.head.size() < kHeadBytes && s.head.size() == chunk_start) {
+      s.head.append(data.substr(0, kHeadBytes - s.head.size()));
+    }
     if (s.skip_partial) {
       const void* nl = std::memchr(data.data(), '\n', data.size());
       if (nl == nullptr) return;  // still inside the line we started in
@@ -763,10 +930,17 @@ struct Follower::Impl {
     }
   }
 
-  // The file is done: hand out its last line, remember it if still linked, close it.
+  // The file is done: hand out its last line, remember it if still linked, close it. Whatever
+  // is read after it under the same path is new content after a replaced file.
   void finish(Tracked& t, Stream& s) {
+    if (s.held) {
+      s.fd.reset();  // never read: nothing to hand out or to remember
+      return;
+    }
+    t.replaced = true;
     s.splitter.finish([&](std::string_view line) { sink.on_line(t.path, line); },
                       [&](std::uint64_t bytes) { sink.on_oversize(t.path, bytes); });
+    remember_content(s);
     // The end of a file ends a batch too: whoever batches lines per chunk must hear of it.
     sink.on_chunk_done(t.path, 0);
     struct stat st {};
@@ -778,6 +952,14 @@ struct Follower::Impl {
       }
     }
     s.fd.reset();
+  }
+
+  // Reading switches to `s` under t's path: after a finished file, new content is a rotation
+  // (a file continued under a new name, or a copy, is not).
+  void begin_reading(Tracked& t, Stream& s) {
+    if (s.fresh && t.replaced) sink.on_rotation(t.path);
+    s.fresh = false;
+    t.replaced = false;
   }
 
   // One path: rotation and truncation checks, then reading. Returns whether it has more to read.
@@ -794,30 +976,37 @@ struct Follower::Impl {
       report_error(t, reason_for(stat_err), os_message(t.path, stat_err));  // e.g. a directory we cannot search
     }
 
+    if (t.current && t.current->held) decide_held(t);
+    if (t.current && t.current->held && !(present && id_of(st) == t.current->id)) {
+      t.current.reset();  // a held match gone or replaced before it was read: it was a copy
+    }
     if (present && t.current && id_of(st) != t.current->id) {
       t.old.push_back(std::move(t.current));  // rotated: finish the old file first
       t.attached = false;
     }
-    if (present && !t.current) open_current(t);
+    if (present && !t.current && compressed.count(id_of(st)) == 0) open_current(t);
     if (t.current) t.attached = present && id_of(st) == t.current->id;
 
-    if (t.current) {
+    if (t.current && !t.current->held) {
       struct stat now {};
-      if (::fstat(t.current->fd.get(), &now) == 0 && static_cast<std::uint64_t>(now.st_size) < t.current->read_offset) {
-        start_at(*t.current, 0);  // copytruncate: the partial line held is dropped
+      if (::fstat(t.current->fd.get(), &now) == 0 &&
+          (static_cast<std::uint64_t>(now.st_size) < t.current->read_offset || rewritten(*t.current))) {
+        remember_content(*t.current);  // what was read of it, for its copy (copytruncate)
+        start_at(*t.current, 0);       // the partial line held is dropped
         sink.on_truncation(t.path);
       }
     }
 
     std::uint64_t budget = std::max<std::uint64_t>(kMaxBytesPerPathPerPass, buffer.size());
     while (!t.old.empty()) {
+      begin_reading(t, *t.old.front());
       const ReadResult r = read_stream(t, *t.old.front(), budget);
       if (r != ReadResult::kEnd) return r == ReadResult::kMore;
       finish(t, *t.old.front());
       t.old.pop_front();
-      sink.on_rotation(t.path);
     }
-    if (!t.current) return false;
+    if (!t.current || t.current->held) return false;
+    begin_reading(t, *t.current);
     const ReadResult r = read_stream(t, *t.current, budget);
     if (r == ReadResult::kEnd && !t.attached) {
       struct stat now {};
@@ -825,10 +1014,8 @@ struct Follower::Impl {
       // Keep a renamed-away file of a literal path open until the path names a file again (the
       // writer may still append to it); a deleted file or a lost glob match is done.
       if (deleted || !t.literal) {
-        const bool rotation_next = deleted;
         finish(t, *t.current);
         t.current.reset();
-        t.closed_by_delete = rotation_next;
       }
     }
     return r == ReadResult::kMore;
@@ -871,14 +1058,30 @@ struct Follower::Impl {
       }
     }
     bool more = false;
+    read_contents_added = false;
     for (auto& [path, t] : tracked) {
       if (stop.load()) break;
       more = service(t) || more;
     }
-    std::erase_if(tracked, [](const auto& entry) {
-      const Tracked& t = entry.second;
-      return !t.literal && !t.matched && !t.current && t.old.empty() && !t.resume;
-    });
+    if (read_contents_added) {
+      // A file was truncated or finished after a held match was looked at: its copy can be
+      // decided now rather than at the next change.
+      for (auto& [path, t] : tracked) {
+        if (!stop.load() && t.current && t.current->held) more = service(t) || more;
+      }
+    }
+    for (auto it = tracked.begin(); it != tracked.end();) {
+      const Tracked& t = it->second;
+      if (t.literal || t.matched || t.current || !t.old.empty() || t.resume) {
+        ++it;
+        continue;
+      }
+      if (t.replaced) {
+        vacated.push_back(it->first);
+        if (vacated.size() > kMaxVacated) vacated.pop_front();
+      }
+      it = tracked.erase(it);
+    }
     first_pass_done = true;
     const std::size_t files = open_files();
     if (files != last_files_watched) {
@@ -897,6 +1100,36 @@ struct Follower::Impl {
   }
 };
 
+std::string_view compression_of(std::string_view name, std::string_view first_bytes) {
+  static constexpr std::pair<std::string_view, std::string_view> kByName[] = {
+      {".gz", "gzip"}, {".bz2", "bzip2"}, {".xz", "xz"},   {".zst", "zstd"},
+      {".lz4", "lz4"}, {".br", "brotli"}, {".zip", "zip"}, {".Z", "compress"}};
+  for (const auto& [ext, format] : kByName) {
+    if (name.size() > ext.size() && name.substr(name.size() - ext.size()) == ext) return format;
+  }
+  static constexpr std::pair<std::string_view, std::string_view> kByMagic[] = {
+      {std::string_view("\x1f\x8b", 2), "gzip"},
+      {std::string_view("\x28\xb5\x2f\xfd", 4), "zstd"},
+      {std::string_view("\xfd" "7zXZ\x00", 6), "xz"},
+      {std::string_view("\x04\x22\x4d\x18", 4), "lz4"},
+      {std::string_view("PK\x03\x04", 4), "zip"}};
+  for (const auto& [magic, format] : kByMagic) {
+    if (first_bytes.substr(0, magic.size()) == magic) return format;
+  }
+  // bzip2: "BZh" and the block size digit.
+  if (first_bytes.size() >= 4 && first_bytes.substr(0, 3) == "BZh" && first_bytes[3] >= '1' && first_bytes[3] <= '9') {
+    return "bzip2";
+  }
+  return "";
+}
+
+HeadMatch match_head(std::string_view candidate, std::string_view known) {
+  if (known.empty()) return HeadMatch::different;
+  const std::size_t common = std::min(candidate.size(), known.size());
+  if (candidate.substr(0, common) != known.substr(0, common)) return HeadMatch::different;
+  return candidate.size() < known.size() ? HeadMatch::prefix : HeadMatch::copy;
+}
+
 Follower::Follower(FollowOptions options, FollowerSink& sink)
     : impl_(std::make_unique<Impl>(std::move(options), sink)) {}
 Follower::~Follower() = default;
@@ -906,6 +1139,22 @@ std::string Follower::check(const FollowOptions& options) {
   for (const std::string& p : options.patterns) {
     if (p == "-") return "\"-\" (stdin) cannot be followed: stdin is read once, without --follow semantics";
     if (p.empty()) return "an empty path cannot be followed";
+  }
+  // A compressed file never grows as text: named on purpose, it is a mistake worth stopping for
+  // (a glob's compressed matches are skipped instead).
+  for (const std::string& p : options.patterns) {
+    if (has_glob_chars(p)) continue;
+    std::string first;
+    const int raw = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (raw >= 0) {
+      const Fd fd(raw);
+      struct stat st {};
+      if (::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode)) first = first_bytes(fd.get(), kMagicBytes);
+    }
+    if (std::string_view format = compression_of(base_of(p), first); !format.empty()) {
+      return p + " is compressed (" + std::string(format) +
+             "): follow reads growing text logs; count a compressed log with `nixfleet-log-exporter replay " + p + "`";
+    }
   }
   return "";
 }
@@ -965,7 +1214,9 @@ std::vector<FilePosition> Follower::positions() const {
   for (const auto& [path, t] : impl_->tracked) {
     const Stream* s = !t.old.empty() ? t.old.front().get() : t.current.get();
     if (s == nullptr) continue;
-    const std::uint64_t offset = s->splitter.complete_offset();
+    // A held match is saved as read to its end: it is a copy of content counted elsewhere, or
+    // too short yet to tell.
+    const std::uint64_t offset = s->held ? Impl::size_of(*s) : s->splitter.complete_offset();
     if (s->fp_offset != offset) {
       const auto bytes = static_cast<std::uint32_t>(std::min<std::uint64_t>(kFingerprintBytes, offset));
       const auto fp = fingerprint_before(s->fd.get(), offset, bytes);
@@ -973,7 +1224,7 @@ std::vector<FilePosition> Follower::positions() const {
       s->fp_bytes = fp ? bytes : 0;  // unreadable: the position is then checked by size only
       s->fp_offset = offset;
     }
-    out.push_back({path, s->id.device, s->id.inode, offset, s->fp, s->fp_bytes});
+    out.push_back({t.canonical, s->id.device, s->id.inode, offset, s->fp, s->fp_bytes});
   }
   return out;
 }

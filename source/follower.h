@@ -17,14 +17,21 @@
 //   line without a newline there is handed out too (LineSplitter::finish); then it is closed and
 //   the new file is read from its start. on_rotation(path) is called when reading switches from the
 //   old file to the new one, i.e. after the old file's lines. Old files still being finished when
-//   the path rotates again queue up and are finished oldest first. Not read (as with tail -F): a
+//   the path rotates again queue up and are finished oldest first. A rotation is counted only when
+//   the path goes on with new content: with a glob, app.log.1 switching to the file that was
+//   app.log (a file read already, continued where it ended) or to a copy ("Copies") is not one,
+//   so one logrotate run is one rotation however many rotated names the glob matches; a glob name
+//   that vanished and came back with new content is one (app.log between logrotate's rename and
+//   its create). Not read (as with tail -F): a
 //   file that was created and rotated away between two passes, never opened -- with inotify a pass
 //   follows each change within milliseconds, so only polling mode has a real window -- and bytes
 //   the writer adds to the old file after we saw its end (rotate with a postrotate reload, as
 //   logrotate setups do).
-// * Copytruncate: the file at the path is the same file but shorter than the bytes we have read.
-//   Reading restarts at 0, the partial line held is dropped; on_truncation(path). (A file truncated
-//   and regrown past our offset between two passes cannot be told from an append.)
+// * Copytruncate: the file at the path is the same file but shorter than the bytes we have read,
+//   or its first bytes (up to 256) are no longer those it had (truncated and written again past
+//   our offset between two passes). Reading restarts at 0, the partial line held is dropped;
+//   on_truncation(path). (A truncation regrown past our offset with the same first 256 bytes
+//   cannot be told from an append.)
 // * Path gone: the open file is still read to its end. If it has no links left (deleted) it is then
 //   finished and closed, so its disk space is freed, and the next file at the path counts as a
 //   rotation. If it was renamed away (still linked) it stays open and is read as it grows until the
@@ -34,10 +41,23 @@
 //   without error, with a single notice "waiting for PATTERN to appear" per absence.
 // * Globs (`*`, `?`, `[...]`, glob(3) syntax, also in directory parts) are expanded every pass.
 //   Directories and non-regular files among the matches are skipped silently (a literal path that
-//   is one is a read error). A file is read once even if several paths name it: a match whose file
-//   is already open under another path (e.g. `app.log*` matching app.log.1 while app.log's old file
-//   is being finished) is not opened; once that file has been finished, the match continues where
-//   it ended (same file, long enough, same fingerprint) instead of reading it again from 0.
+//   is one is a read error). Compressed matches (compression_of: by name, or by magic bytes for a
+//   file not being read yet) are never opened as text: one notice per name, then skipped (logrotate's
+//   app.log.2.gz; a literal compressed path is refused by check()). A file is read once even if
+//   several paths name it: a match whose file is already open under another path (e.g. `app.log*`
+//   matching app.log.1 while app.log's old file is being finished) is not opened; once that file
+//   has been finished, the match continues where it ended (same file, long enough, same
+//   fingerprint) instead of reading it again from 0.
+// * Copies (copytruncate through a glob): logrotate copies app.log to app.log.1, then truncates
+//   app.log. A glob's match that appears after the first pass, and is not a file already read under
+//   another name, is *held* (open, unread) until its first bytes (up to 4 KiB) tell what it is,
+//   compared with match_head() against the first bytes of every open file and of the last 32 files
+//   truncated or finished: a copy of a truncated or finished file is read from where reading of the
+//   original stopped (so lines the original lost to the truncation before we read them are read
+//   from the copy, and nothing is read twice); a copy of (or a prefix of) a file still open stays
+//   held while the original is read on -- its truncation or end decides; anything else is new
+//   content, read from its start. A held match that disappears unread was a copy. Without a glob the
+//   copy is not seen: the truncated file is read again from 0 (see "Copytruncate").
 // * Stdin: a pattern "-" (or "") is rejected -- stdin is not a file that can rotate; the caller
 //   reads it with a plain read loop. check() says so up front; the follower ignores such a pattern
 //   with one on_read_error(pattern, "unsupported", ...).
@@ -61,14 +81,18 @@
 //   says so. request_reopen() tries inotify again.
 // * Positions: positions() gives one FilePosition per followed path that has an open file: the
 //   oldest one (during a rotation, the old file still being finished; the newer ones have not been
-//   started and are found again by resume). offset = just after the last complete line handed out
+//   started and are found again by resume). path = the canonical path (the directory resolved by
+//   realpath(3), the name kept), so that `cp.log` and `/abs/dir/cp.log` are one key; a held match
+//   is saved as read to its end. offset = just after the last complete line handed out
 //   (relative to the file's start); fingerprint = 64-bit FNV-1a (offset basis 0xcbf29ce484222325,
 //   prime 0x100000001b3) of the min(4096, offset) bytes before offset, read with pread when
 //   positions() is called (and cached per offset).
-// * Resume (FollowOptions::resume; these win over from_beginning). An entry applies to the path it
-//   names if a pattern names that path (the literal path, or a glob matching it with fnmatch(3)
-//   FNM_PATHNAME|FNM_PERIOD); other entries are ignored with a notice. The first entry per path
-//   wins. "Verifies" below means: file size >= offset, fingerprint_bytes <= min(4096, offset), and
+// * Resume (FollowOptions::resume; these win over from_beginning). An entry applies to a followed
+//   path, whatever the spelling of either: the path matched now with the same canonical path (an
+//   older relative entry is resolved against the working directory), else the one that names the
+//   entry's (device, inode), else the path a pattern gives it (a literal of the same canonical
+//   path, or a glob matching it with fnmatch(3) FNM_PATHNAME|FNM_PERIOD, its directory resolved
+//   too); other entries are ignored with a notice. The first entry per path wins. "Verifies" below means: file size >= offset, fingerprint_bytes <= min(4096, offset), and
 //   the FNV-1a of the fingerprint_bytes bytes before offset equals fingerprint.
 //   1. The path still names the saved (device, inode): if it verifies, reading starts at offset;
 //      otherwise (truncated or rewritten while stopped) at 0, with on_truncation(path).
@@ -142,6 +166,20 @@ class FollowerSink {
   virtual void on_files_watched(std::size_t count) = 0;
 };
 
+// The compression format of a file, from its name (.gz .bz2 .xz .zst .lz4 .br .zip .Z) or else
+// from its first bytes (the gzip, zstd, xz, bzip2, lz4 and zip magic numbers; 6 bytes are enough):
+// "gzip", "bzip2", "xz", "zstd", "lz4", "brotli", "zip" or "compress"; "" for none. Pure.
+std::string_view compression_of(std::string_view name, std::string_view first_bytes);
+
+// How the first bytes of a newly found file (`candidate`, up to 4 KiB) compare with those of a
+// file already read (`known`: its first bytes as far as they were read, up to 4 KiB). Pure.
+enum class HeadMatch {
+  different,  // some byte differs, or nothing is known: not a copy
+  prefix,     // candidate is shorter and all of it is the start of known: too early to tell
+  copy,       // candidate starts with all of known (known not empty): a copy of that file
+};
+HeadMatch match_head(std::string_view candidate, std::string_view known);
+
 class Follower {
  public:
   Follower(FollowOptions options, FollowerSink& sink);
@@ -149,7 +187,8 @@ class Follower {
   Follower(const Follower&) = delete;
   Follower& operator=(const Follower&) = delete;
 
-  // An error message for options the follower cannot honour (no patterns, a pattern "-" or ""),
+  // An error message for options the follower cannot honour (no patterns, a pattern "-" or "", a
+  // literal path that is compressed by name or by its first bytes: "use replay"),
   // or "" when they are fine. For the caller to check before constructing.
   static std::string check(const FollowOptions& options);
 

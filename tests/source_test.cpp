@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <mutex>
 #include <random>
 #include <string>
@@ -31,6 +33,7 @@ using nle::FilePosition;
 using nle::Follower;
 using nle::FollowerSink;
 using nle::FollowOptions;
+using nle::HeadMatch;
 using nle::LineSplitter;
 
 // ---- helpers -------------------------------------------------------------------------------
@@ -929,6 +932,260 @@ TEST_CASE("request_reopen keeps offsets", "[follower]") {
   f.poll_once();
   CHECK(sink.lines() == Lines{"a", "b"});
   CHECK(sink.events().size() == 2);
+}
+
+// ---- compressed files ------------------------------------------------------------------------
+
+TEST_CASE("compressed files are recognised by name or by magic bytes", "[follower][compressed]") {
+  using nle::compression_of;
+  CHECK(compression_of("cp.log.2.gz", "") == "gzip");
+  CHECK(compression_of("cp.log.2.zst", "") == "zstd");
+  CHECK(compression_of("cp.log.2.xz", "") == "xz");
+  CHECK(compression_of("cp.log.2.bz2", "") == "bzip2");
+  CHECK(compression_of("cp.log.1", std::string("\x1f\x8b\x08\x00", 4)) == "gzip");
+  CHECK(compression_of("cp.log.1", std::string("\x28\xb5\x2f\xfd\x04\x00", 6)) == "zstd");
+  CHECK(compression_of("cp.log.1", std::string("\xfd" "7zXZ\x00", 6)) == "xz");
+  CHECK(compression_of("cp.log.1", "BZh91AY") == "bzip2");
+  CHECK(compression_of("cp.log.1", std::string("\x04\x22\x4d\x18", 4)) == "lz4");
+  // Plain logs, names that merely contain an extension, and a lone first magic byte are text.
+  CHECK(compression_of("cp.log.1", "2026-11").empty());
+  CHECK(compression_of("cp.gz.log", "{\"timesta").empty());
+  CHECK(compression_of(".gz", "").empty());
+  CHECK(compression_of("cp.log", std::string("\x1f", 1)).empty());
+  CHECK(compression_of("cp.log", "BZh").empty());
+  CHECK(compression_of("cp.log", "BZhx").empty());
+}
+
+TEST_CASE("a glob skips compressed members with one notice each and never watches them", "[follower][compressed]") {
+  TempDir dir;
+  write_file(dir / "cp.log", "a\n");
+  write_file(dir / "cp.log.2.gz", gzip("old\n"));
+  write_file(dir / "cp.log.3", gzip("older, compressed under a plain name\n"));
+  RecordingSink sink;
+  Follower f(options_for({dir / "cp.log*"}), sink);
+  f.poll_once();
+  f.poll_once();
+  CHECK(sink.lines() == Lines{"a"});
+  CHECK(sink.watched() == std::vector<std::size_t>{1});
+  write_file(dir / "cp.log.4.zst", std::string("\x28\xb5\x2f\xfd\x04\x00", 6));  // appears later
+  write_file(dir / "cp.log.5", std::string("\x28\xb5\x2f\xfd\x04\x00", 6));
+  f.poll_once();
+  f.poll_once();
+  CHECK(sink.lines() == Lines{"a"});
+  CHECK(sink.watched() == std::vector<std::size_t>{1});
+  const auto notices = sink.notices();
+  REQUIRE(notices.size() == 4);
+  CHECK_THAT(notices[0], Catch::Contains("cp.log.2.gz is compressed (gzip)") && Catch::Contains("replay"));
+  CHECK_THAT(notices[1], Catch::Contains("cp.log.3 is compressed (gzip)"));
+  CHECK_THAT(notices[2], Catch::Contains("cp.log.4.zst is compressed (zstd)"));
+  CHECK_THAT(notices[3], Catch::Contains("cp.log.5 is compressed (zstd)"));
+}
+
+TEST_CASE("a compressed file named on its own is refused: use replay", "[follower][compressed]") {
+  TempDir dir;
+  write_file(dir / "cp.log.1", gzip("x\n"));
+  CHECK_THAT(Follower::check(options_for({dir / "cp.log.2.gz"})),
+             Catch::Contains("cp.log.2.gz is compressed (gzip)") && Catch::Contains("replay"));
+  CHECK_THAT(Follower::check(options_for({dir / "cp.log.1"})), Catch::Contains("compressed (gzip)"));
+  CHECK(Follower::check(options_for({dir / "cp.log*"})).empty());  // a glob skips them instead
+  CHECK(Follower::check(options_for({dir / "cp.log"})).empty());
+}
+
+// ---- copies and rotations through a glob -------------------------------------------------------
+
+TEST_CASE("a copy is told by its first bytes", "[follower][copies]") {
+  using nle::match_head;
+  CHECK(match_head("line 1\nline 2\n", "line 1\nline 2\n") == HeadMatch::copy);
+  CHECK(match_head("line 1\nline 2\nline 3\n", "line 1\nline 2\n") == HeadMatch::copy);  // grew since
+  CHECK(match_head("line 1\nli", "line 1\nline 2\n") == HeadMatch::prefix);             // being copied
+  CHECK(match_head("", "line 1\n") == HeadMatch::prefix);                               // created empty
+  CHECK(match_head("line 9\n", "line 1\n") == HeadMatch::different);
+  CHECK(match_head("line 1\nline 2\n", "") == HeadMatch::different);  // nothing known: nothing to match
+  CHECK(match_head("", "") == HeadMatch::different);
+}
+
+// Lines "<tag> <i>" from `from` to `to` (exclusive), each unique, as a real log's timestamps are.
+std::string numbered(const std::string& tag, int from, int to) {
+  std::string out;
+  for (int i = from; i < to; ++i) out += tag + " " + std::to_string(i) + "\n";
+  return out;
+}
+
+Lines numbered_lines(const std::string& tag, int from, int to) {
+  Lines out;
+  for (int i = from; i < to; ++i) out.push_back(tag + " " + std::to_string(i));
+  return out;
+}
+
+Lines sorted(Lines lines) {
+  std::sort(lines.begin(), lines.end());
+  return lines;
+}
+
+void copy_file(const std::string& from, const std::string& to) {
+  std::ifstream in(from, std::ios::binary);
+  std::ofstream out(to, std::ios::binary | std::ios::trunc);
+  out << in.rdbuf();
+  REQUIRE(out.good());
+}
+
+TEST_CASE("copytruncate through a glob reads the copy from where the original was read", "[follower][copies]") {
+  TempDir dir;
+  const std::string log = dir / "cp.log";
+  write_file(log, numbered("one", 0, 100));
+  RecordingSink sink;
+  Follower f(options_for({dir / "cp.log*"}), sink);
+  f.poll_once();
+  append(log, numbered("one", 100, 150));  // written, not read yet when logrotate runs
+  SECTION("the copy found after the truncation") {
+    copy_file(log, dir / "cp.log.1");
+    truncate_and_write(log, numbered("two", 0, 10));
+    f.poll_once();
+  }
+  SECTION("the copy found before the truncation is held until the truncation") {
+    write_file(dir / "cp.log.1", "");  // created empty, then filled: logrotate's copy being written
+    f.poll_once();                     // (this pass reads the original's new lines)
+    copy_file(log, dir / "cp.log.1");
+    f.poll_once();
+    truncate_and_write(log, numbered("two", 0, 10));
+    f.poll_once();
+  }
+  SECTION("the copy found while being written, after the truncation") {
+    write_file(dir / "cp.log.1", numbered("one", 0, 3));
+    truncate_and_write(log, numbered("two", 0, 10));
+    f.poll_once();
+    write_file(dir / "cp.log.1", numbered("one", 0, 150));
+    f.poll_once();
+  }
+  f.poll_once();
+  Lines expected = numbered_lines("one", 0, 150);
+  for (const auto& l : numbered_lines("two", 0, 10)) expected.push_back(l);
+  CHECK(sorted(sink.lines()) == sorted(expected));  // every line once
+  CHECK(sink.count("truncation cp.log") == 1);
+  CHECK(sink.count("rotation cp.log") + sink.count("rotation cp.log.1") == 0);  // not a rename rotation
+}
+
+// logrotate's `create` run: shifts cp.log.N to cp.log.N+1 (keeping `keep` rotated files), renames
+// cp.log to cp.log.1; `between` runs before the new cp.log is created with `content`. With
+// `delaycompress`, cp.log.2 is then compressed to cp.log.2.gz and removed.
+void logrotate_create(const TempDir& dir, int keep, bool delaycompress, const std::string& content,
+                      const std::function<void()>& between = {}) {
+  const std::string base = dir / "cp.log";
+  auto name = [&](int n) { return base + "." + std::to_string(n) + (delaycompress && n >= 2 ? ".gz" : ""); };
+  ::unlink(name(keep).c_str());
+  for (int n = keep - 1; n >= 1; --n) {
+    if (delaycompress && n == 1) {
+      if (::access(name(1).c_str(), F_OK) == 0) rename_file(name(1), base + ".2");
+    } else if (::access(name(n).c_str(), F_OK) == 0) {
+      rename_file(name(n), name(n + 1));
+    }
+  }
+  rename_file(base, base + ".1");
+  if (between) between();
+  write_file(base, content);
+  if (delaycompress && ::access((base + ".2").c_str(), F_OK) == 0) {
+    std::ifstream in(base + ".2", std::ios::binary);
+    std::string plain((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    write_file(base + ".2.gz", gzip(plain));
+    REQUIRE(::unlink((base + ".2").c_str()) == 0);
+  }
+}
+
+TEST_CASE("a rename rotation through a glob counts once however many rotated names it matches", "[follower][copies]") {
+  TempDir dir;
+  write_file(dir / "cp.log", numbered("r0", 0, 5));
+  RecordingSink sink;
+  Follower f(options_for({dir / "cp.log*"}), sink);
+  f.poll_once();
+  Lines expected = numbered_lines("r0", 0, 5);
+  const bool delaycompress = GENERATE(false, true);
+  const bool pass_between = GENERATE(false, true);  // a pass between the rename and the create
+  CAPTURE(delaycompress, pass_between);
+  for (int round = 1; round <= 6; ++round) {
+    const std::string tag = "r" + std::to_string(round);
+    append(dir / "cp.log", numbered(tag + "-late", 0, 2));  // in the old file, not read before the rotation
+    for (const auto& l : numbered_lines(tag + "-late", 0, 2)) expected.push_back(l);
+    logrotate_create(dir, 4, delaycompress, numbered(tag, 0, 5), [&] {
+      if (pass_between) f.poll_once();
+    });
+    for (const auto& l : numbered_lines(tag, 0, 5)) expected.push_back(l);
+    f.poll_once();
+    f.poll_once();
+  }
+  CHECK(sorted(sink.lines()) == sorted(expected));
+  CHECK(sink.count("rotation cp.log") == 6);
+  std::size_t rotations = 0;
+  for (const auto& e : sink.events()) rotations += e.rfind("rotation ", 0) == 0 ? 1 : 0;
+  CHECK(rotations == 6);
+}
+
+TEST_CASE("copytruncate through a glob many times counts truncations, not rotations", "[follower][copies]") {
+  TempDir dir;
+  const std::string log = dir / "cp.log";
+  write_file(log, numbered("r0", 0, 5));
+  RecordingSink sink;
+  Follower f(options_for({dir / "cp.log*"}), sink);
+  f.poll_once();
+  Lines expected = numbered_lines("r0", 0, 5);
+  for (int round = 1; round <= 5; ++round) {
+    const std::string tag = "r" + std::to_string(round);
+    append(log, numbered(tag + "-late", 0, 3));  // lost by the truncation unless read from the copy
+    for (const auto& l : numbered_lines(tag + "-late", 0, 3)) expected.push_back(l);
+    for (int n = 3; n >= 1; --n) {
+      const std::string from = log + "." + std::to_string(n);
+      if (::access(from.c_str(), F_OK) == 0) rename_file(from, log + "." + std::to_string(n + 1));
+    }
+    copy_file(log, log + ".1");
+    truncate_and_write(log, numbered(tag, 0, 4));
+    for (const auto& l : numbered_lines(tag, 0, 4)) expected.push_back(l);
+    f.poll_once();
+    f.poll_once();
+  }
+  CHECK(sorted(sink.lines()) == sorted(expected));
+  CHECK(sink.count("truncation cp.log") == 5);
+  for (const auto& e : sink.events()) CHECK(e.rfind("rotation ", 0) != 0);
+}
+
+TEST_CASE("a new glob match that only starts like a file read is read once it differs", "[follower][copies]") {
+  TempDir dir;
+  write_file(dir / "a.log", "2026-12-02T10:00:00Z first line of a\n");
+  RecordingSink sink;
+  Follower f(options_for({dir / "*.log"}), sink);
+  f.poll_once();
+  write_file(dir / "b.log", "2026-12-02T1");  // so far a prefix of a.log: held
+  f.poll_once();
+  CHECK(sink.lines() == Lines{"2026-12-02T10:00:00Z first line of a"});
+  append(dir / "b.log", "1:00:00Z first line of b\n");
+  f.poll_once();
+  CHECK(sink.lines() == Lines{"2026-12-02T10:00:00Z first line of a", "2026-12-02T11:00:00Z first line of b"});
+}
+
+TEST_CASE("a saved position applies whatever the spelling of the path", "[follower][resume]") {
+  TempDir dir;
+  REQUIRE(::mkdir((dir / "sub").c_str(), 0755) == 0);
+  write_file(dir / "app.log", "a\nb\n");
+  std::vector<FilePosition> saved;
+  {
+    RecordingSink sink;
+    Follower f(options_for({dir / "sub/../app.log"}), sink);
+    f.poll_once();
+    saved = f.positions();
+  }
+  REQUIRE(saved.size() == 1);
+  char* real = ::realpath(dir.path().c_str(), nullptr);
+  REQUIRE(real != nullptr);
+  CHECK(saved[0].path == std::string(real) + "/app.log");  // the canonical path
+  std::free(real);
+  append(dir / "app.log", "c\n");
+  const std::string pattern = GENERATE(as<std::string>{}, "./app.log", "sub/../app.log", "*.log", "sub/../*.log");
+  CAPTURE(pattern);
+  FollowOptions o = options_for({dir / pattern});  // from_beginning: the saved position still wins
+  o.resume = saved;
+  RecordingSink sink;
+  Follower f(o, sink);
+  f.poll_once();
+  CHECK(sink.lines() == Lines{"c"});
+  CHECK(sink.notices().empty());
 }
 
 TEST_CASE("positions and resume round trip", "[follower][resume]") {
