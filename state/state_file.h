@@ -40,6 +40,9 @@
 //   the follower's resume reads as a priority (the first entry for a path wins).
 // * Unknown members are ignored (room for optional additions without a version bump); every member
 //   above is required and must have its type, or the file is refused with the member's name.
+// * A file's "path" is the follower's canonical path (FilePosition); files written before that
+//   hold the path as typed, which the follower resolves against the working directory. Either is
+//   just bytes here: no version change.
 // * "written_at" and "exporter_version" are for humans; they are read back but decide nothing.
 //
 // Thread-safety: every function here is reentrant; one writer per state file path at a time
