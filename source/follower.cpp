@@ -736,6 +736,7 @@ struct Follower::Impl {
   // finished).
   void remember_content(const Stream& s) {
     if (s.held || s.head.empty()) return;
+    std::erase_if(read_contents, [&](const ReadContent& r) { return r.head == s.head; });  // the newest counts
     read_contents.push_back({s.head, s.splitter.complete_offset()});
     if (read_contents.size() > kMaxReadContents) read_contents.pop_front();
     read_contents_added = true;
@@ -755,11 +756,11 @@ struct Follower::Impl {
     }
     // Content that was truncated away or finished: the copy goes on from where reading stopped.
     bool early = false;
-    for (auto it = read_contents.begin(); it != read_contents.end(); ++it) {
+    for (auto it = read_contents.rbegin(); it != read_contents.rend(); ++it) {  // newest first
       const HeadMatch m = match_head(head, it->head);
       if (m == HeadMatch::copy) {
         start_at(c, std::min(it->offset, size_of(c)));
-        read_contents.erase(it);
+        read_contents.erase(std::next(it).base());
         return;
       }
       early = early || m == HeadMatch::prefix;
