@@ -239,6 +239,12 @@ enum class ReadResult { kEnd, kMore, kError, kStopped };
 
 bool rejected_pattern(const std::string& pattern) { return pattern.empty() || pattern == "-"; }
 
+// BASE.<suffix> or BASE-<suffix>, the names logrotate gives rotated files, not compressed by name.
+bool is_plain_rotated_name(std::string_view name, std::string_view base) {
+  return name.size() > base.size() + 1 && name.substr(0, base.size()) == base &&
+         (name[base.size()] == '.' || name[base.size()] == '-') && compression_of(name, {}).empty();
+}
+
 }  // namespace
 
 struct Follower::Impl {
@@ -742,6 +748,34 @@ struct Follower::Impl {
     read_contents_added = true;
   }
 
+  // Copytruncate of a literal path: no glob finds the copy logrotate just made, so look for it
+  // beside the path (a plain rotated name whose first bytes are a copy of `truncated`'s). Returns
+  // it placed where the reading of `truncated` stopped, if it holds more; else nullptr.
+  std::unique_ptr<Stream> copy_beside(Tracked& t, const Stream& truncated) {
+    const std::uint64_t offset = truncated.splitter.complete_offset();
+    if (truncated.head.empty()) return nullptr;
+    const std::string dir = dir_of(t.path);
+    const std::string base = base_of(t.path);
+    Dir d(dir);
+    while (auto name = d.next()) {
+      if (!is_plain_rotated_name(*name, base)) continue;
+      const std::string path = join(dir, *name);
+      const int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+      if (raw < 0) continue;
+      Fd fd(raw);
+      struct stat st {};
+      if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || static_cast<std::uint64_t>(st.st_size) <= offset ||
+          find_open(id_of(st)).first != nullptr) {
+        continue;
+      }
+      if (match_head(first_bytes(fd.get(), kHeadBytes), truncated.head) != HeadMatch::copy) continue;
+      auto copy = std::make_unique<Stream>(std::move(fd), id_of(st), options.max_line_bytes);
+      start_at(*copy, offset);
+      return copy;
+    }
+    return nullptr;
+  }
+
   // A held match (t.current): compressed, a copy of content already read, too early to tell, or
   // new content. Reads nothing; a decided stream is placed with start_at and no longer held.
   void decide_held(Tracked& t) {
@@ -846,9 +880,7 @@ struct Follower::Impl {
           found = info;
           continue;
         }
-        const bool rotated_name = name->size() > base.size() + 1 && name->compare(0, base.size(), base) == 0 &&
-                                  ((*name)[base.size()] == '.' || (*name)[base.size()] == '-');
-        if (rotated_name && compression_of(*name, {}).empty() && !(present && info->id == id_of(st))) {
+        if (is_plain_rotated_name(*name, base) && !(present && info->id == id_of(st))) {
           siblings.push_back(std::move(*info));
         }
       }
@@ -993,8 +1025,10 @@ struct Follower::Impl {
       if (::fstat(t.current->fd.get(), &now) == 0 &&
           (static_cast<std::uint64_t>(now.st_size) < t.current->read_offset || rewritten(*t.current))) {
         remember_content(*t.current);  // what was read of it, for its copy (copytruncate)
+        std::unique_ptr<Stream> copy = t.literal ? copy_beside(t, *t.current) : nullptr;
         start_at(*t.current, 0);       // the partial line held is dropped
         sink.on_truncation(t.path);
+        if (copy) t.old.push_back(std::move(copy));  // older lines than the file's new ones
       }
     }
 

@@ -56,8 +56,11 @@
 //   original stopped (so lines the original lost to the truncation before we read them are read
 //   from the copy, and nothing is read twice); a copy of (or a prefix of) a file still open stays
 //   held while the original is read on -- its truncation or end decides; anything else is new
-//   content, read from its start. A held match that disappears unread was a copy. Without a glob the
-//   copy is not seen: the truncated file is read again from 0 (see "Copytruncate").
+//   content, read from its start. A held match that disappears unread was a copy. For a literal
+//   path, at its truncation, the copy is looked for beside it instead: the first plain rotated name
+//   (PATH.<suffix>, PATH-<suffix>; see "Resume") not open and longer than our offset whose first
+//   bytes are a copy is read from our offset as an old file of the path, before the path's new
+//   lines. A copy compressed before we saw it is not read: its unread lines are lost.
 // * Stdin: a pattern "-" (or "") is rejected -- stdin is not a file that can rotate; the caller
 //   reads it with a plain read loop. check() says so up front; the follower ignores such a pattern
 //   with one on_read_error(pattern, "unsupported", ...).

@@ -1091,6 +1091,35 @@ void logrotate_create(const TempDir& dir, int keep, bool delaycompress, const st
   }
 }
 
+TEST_CASE("copytruncate of a literal path reads the lines it had not read from the copy beside it", "[follower][copies]") {
+  TempDir dir;
+  const std::string log = dir / "cp.log";
+  write_file(log, numbered("one", 0, 100));
+  write_file(dir / "cp.log.2", numbered("older copy", 0, 5));  // an earlier rotation's: not this copy
+  RecordingSink sink;
+  Follower f(options_for({log}), sink);
+  f.poll_once();
+  append(log, numbered("one", 100, 150));  // written, not read yet when logrotate runs
+  copy_file(log, dir / "cp.log.1");
+  SECTION("the copy plain") {}
+  SECTION("the copy already compressed: those lines are lost, nothing is read twice") {
+    write_file(dir / "cp.log.1.gz", gzip(numbered("one", 0, 150)));
+    REQUIRE(::unlink((dir / "cp.log.1").c_str()) == 0);
+  }
+  truncate_and_write(log, numbered("two", 0, 10));
+  f.poll_once();
+  f.poll_once();
+  Lines expected = numbered_lines("one", 0, 100);
+  if (::access((dir / "cp.log.1").c_str(), F_OK) == 0) {
+    for (const auto& l : numbered_lines("one", 100, 150)) expected.push_back(l);
+  }
+  for (const auto& l : numbered_lines("two", 0, 10)) expected.push_back(l);
+  CHECK(sink.lines() == expected);  // in order: the copy's rest before the truncated file's new lines
+  CHECK(sink.count("truncation cp.log") == 1);
+  CHECK(sink.count("rotation cp.log") == 0);
+  CHECK(sink.watched().back() == 1);
+}
+
 TEST_CASE("a rename rotation through a glob counts once however many rotated names it matches", "[follower][copies]") {
   TempDir dir;
   write_file(dir / "cp.log", numbered("r0", 0, 5));
