@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "parsers/line_parser.h"
+#include "parsers/timestamp.h"
 
 using nle::EventKind;
 using nle::InputFormat;
@@ -436,4 +437,61 @@ TEST_CASE("the journald cursor is found on any record without a parse") {
   CHECK(nle::find_journal_cursor(R"J({ "__CURSOR" : "s=1;i=2", "MESSAGE" : "x" })J") == "s=1;i=2");
   CHECK(nle::find_journal_cursor("plain text line").empty());
   CHECK(nle::find_journal_cursor(R"J({"__CURSOR":"unterminated)J").empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// When a line was logged (replay --step)
+
+namespace {
+constexpr nle::LogTimeMicros kLoggedAt = 1795162443511203;  // 2026-11-20T08:14:03.511203Z
+}
+
+TEST_CASE("tracing JSON gives its timestamp member, nested or flattened") {
+  CHECK(nle::line_timestamp(kJsonFailure) == kLoggedAt);
+  CHECK(nle::line_timestamp(R"({"level":"INFO","timestamp":"2026-11-20T08:14:03.511203Z","message":"x"})") == kLoggedAt);
+}
+
+TEST_CASE("journald JSON gives __REALTIME_TIMESTAMP, not the time inside MESSAGE") {
+  const std::string record =
+      R"({"__REALTIME_TIMESTAMP":"1795162443511353","MESSAGE":"{\"timestamp\":\"2020-01-01T00:00:00Z\"}"})";
+  CHECK(nle::line_timestamp(record) == 1795162443511353);
+  CHECK(nle::line_timestamp("\x1e" + record) == 1795162443511353);  // -o json-seq
+  // A MESSAGE holding the CP's JSON, escaped, is no "timestamp" member of the record.
+  CHECK_FALSE(nle::line_timestamp(R"({"MESSAGE":"{\"timestamp\":\"2026-11-20T08:14:03Z\"}"})"));
+}
+
+TEST_CASE("text gives the RFC 3339 time it starts with, coloured or not") {
+  CHECK(nle::line_timestamp(kTextFailure) == kLoggedAt);
+  CHECK(nle::line_timestamp(kAnsiFailure) == kLoggedAt);
+}
+
+TEST_CASE("behind journalctl -o short's prefix the CP line's own time counts") {
+  CHECK(nle::line_timestamp("Nov 20 08:14:03 cp-01 nixfleet-control-plane[1187]: 2026-11-20T08:14:03.511203Z  INFO "
+                            "report: report received") == kLoggedAt);
+  CHECK(nle::line_timestamp("Nov 20 08:14:03 cp-01 nixfleet-control-plane[1187]: \x1b[2m2026-11-20T08:14:03.511203Z"
+                            "\x1b[0m \x1b[32m INFO\x1b[0m x") == kLoggedAt);
+  // The prefix alone has no year: no time rather than a guessed one.
+  CHECK_FALSE(nle::line_timestamp("Nov 20 08:14:03 cp-01 nixfleet-control-plane[1187]: INFO report: report received"));
+  // -o short-iso begins with a time of its own.
+  CHECK(nle::line_timestamp("2026-11-20T08:14:03+0000 cp-01 nixfleet-control-plane[1187]: x") == kLoggedAt - 511203);
+}
+
+TEST_CASE("RFC 3339 offsets, fractions and dates are read exactly") {
+  CHECK(nle::parse_rfc3339_prefix("2026-11-20T09:14:03.511203+01:00") == kLoggedAt);
+  CHECK(nle::parse_rfc3339_prefix("2026-11-20T03:14:03.511203-0500") == kLoggedAt);
+  CHECK(nle::parse_rfc3339_prefix("2026-11-20 08:14:03.511203Z") == kLoggedAt);
+  CHECK(nle::parse_rfc3339_prefix("2026-11-20T08:14:03.5112039Z") == kLoggedAt);  // past microseconds: dropped
+  CHECK(nle::parse_rfc3339_prefix("2026-11-20T08:14:03.5Z") == kLoggedAt - 11203);
+  CHECK(nle::parse_rfc3339_prefix("2024-02-29T00:00:00Z") == 1709164800LL * 1000000);  // leap day
+  CHECK(nle::parse_rfc3339_prefix("1969-12-31T23:59:59Z") == -1000000);
+}
+
+TEST_CASE("lines without a time give none") {
+  CHECK_FALSE(nle::line_timestamp(""));
+  CHECK_FALSE(nle::line_timestamp("    at continuation of a multi-line value"));
+  CHECK_FALSE(nle::line_timestamp("2026-11-20T08:14:03Zebra"));
+  CHECK_FALSE(nle::line_timestamp("2026-13-20T08:14:03Z"));
+  CHECK_FALSE(nle::line_timestamp("2026-11-20T08:14"));
+  CHECK_FALSE(nle::line_timestamp(R"({"timestamp":"yesterday"})"));
+  CHECK_FALSE(nle::line_timestamp(R"({"__REALTIME_TIMESTAMP":"12x"})"));
 }
