@@ -26,11 +26,21 @@ struct IngestConfig {
   std::optional<std::string> cp_git_commit;
 };
 
+enum class ReplayProgress : unsigned char {
+  automatic,  // shown when stderr is a terminal
+  always,     // --progress: shown on a pipe or file too, one line per update
+  never,      // --quiet: neither progress nor the summary line
+};
+
 struct ReplayConfig {
   IngestConfig ingest;
   std::vector<std::string> inputs;  // paths; "-" is stdin
   ExpositionFormat output_format = ExpositionFormat::prometheus;
   unsigned threads = 0;  // 0: one per core
+  ReplayProgress progress = ReplayProgress::automatic;
+  // --step: OpenMetrics with the CP's counters sampled at every multiple of `step` of log time
+  // (the time each line says it was logged), for backfilling; 0: the counters at the end.
+  std::chrono::milliseconds step{0};
 };
 
 // Reads every input to its end, prints the exposition on stdout and a summary on stderr.
@@ -63,7 +73,8 @@ int run_follow(const FollowConfig& config);
 // Prints the journald cursor a state file records (for `journalctl --after-cursor=`).
 int run_cursor(const std::string& state_file);
 
-// The exporter's version line for --version.
+// What --version prints, in prometheus/common's version.Print layout (with `compiler` where Go
+// programs say `go version`), without the final newline.
 std::string version_text();
 
 }  // namespace nle

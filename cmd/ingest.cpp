@@ -15,6 +15,9 @@ RegistryOptions registry_options(const IngestConfig& config) {
   options.cp_git_commit = config.cp_git_commit;
   options.exporter_version = NLE_VERSION;
   options.exporter_revision = NLE_GIT_COMMIT;
+  options.exporter_branch = NLE_GIT_BRANCH;
+  options.exporter_compiler = NLE_COMPILER;
+  options.exporter_platform = NLE_PLATFORM;
   return options;
 }
 

@@ -13,7 +13,8 @@ namespace {
 using nle::ExpositionFormat;
 using nle::InputFormat;
 
-// "250ms", "2s", "1m" -> milliseconds; a bare number is seconds, as in Prometheus flags.
+// "250ms", "2s", "1m", "1h" -> milliseconds, at most a day; a bare number is seconds, as in
+// Prometheus flags.
 std::optional<std::chrono::milliseconds> parse_duration(const std::string& text) {
   std::size_t used = 0;
   double value = 0;
@@ -27,6 +28,7 @@ std::optional<std::chrono::milliseconds> parse_duration(const std::string& text)
   if (unit == "ms") ms = value;
   else if (unit == "s" || unit.empty()) ms = value * 1000;
   else if (unit == "m") ms = value * 60000;
+  else if (unit == "h") ms = value * 3600000;
   else return std::nullopt;
   if (!(ms >= 1) || ms > 86400000) return std::nullopt;
   return std::chrono::milliseconds(static_cast<long long>(ms));
@@ -81,9 +83,21 @@ int main(int argc, char** argv) {
   replay->add_option("--output-format", output_format, "prometheus (text 0.0.4) or openmetrics (1.0)")
       ->check(CLI::IsMember({"prometheus", "openmetrics"}))
       ->capture_default_str();
-  replay->add_option("--threads", threads, "Threads for large plain files (0: one per core)")
+  CLI::Option* threads_option = replay->add_option("--threads", threads, "Threads for large plain files (0: one per core)")
       ->check(CLI::Range(0u, 256u))
       ->capture_default_str();
+  std::string step;
+  replay->add_option("--step", step,
+                     "Print OpenMetrics for backfilling: the CP's counters at every multiple of this much log time "
+                     "(e.g. 1m), timestamped")
+      ->check([](const std::string& text) { return parse_duration(text) ? std::string() : std::string("not a duration"); })
+      ->excludes(replay->get_option("--output-format"))
+      ->excludes(threads_option);
+  bool progress = false;
+  bool quiet = false;
+  CLI::Option* progress_flag =
+      replay->add_flag("--progress", progress, "Show progress on stderr even when it is not a terminal");
+  replay->add_flag("--quiet", quiet, "Show neither progress nor the summary line")->excludes(progress_flag);
   add_ingest_flags(*replay, replay_ingest);
 
   IngestFlags follow_ingest;
@@ -145,6 +159,10 @@ int main(int argc, char** argv) {
     config.inputs = replay_inputs;
     config.output_format = output_format == "openmetrics" ? ExpositionFormat::openmetrics : ExpositionFormat::prometheus;
     config.threads = threads;
+    config.progress = quiet ? nle::ReplayProgress::never
+                      : progress ? nle::ReplayProgress::always
+                                 : nle::ReplayProgress::automatic;
+    if (!step.empty()) config.step = *parse_duration(step);
     return nle::run_replay(config);
   }
   if (cursor->parsed()) return nle::run_cursor(cursor_state_file);

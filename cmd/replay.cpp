@@ -1,6 +1,8 @@
 // `replay`: read inputs to their end, print the counters, exit. A large plain file is cut into
 // newline-aligned ranges read in parallel, each thread with its own parser and registry, merged
-// at the end; compressed files and stdin are read in one stream.
+// at the end; compressed files and stdin are read in one stream. With --step every input is read
+// in one stream, in order, line by line, and the CP's counters are sampled each time the log's
+// own time passes a step boundary (exporter/step_sampler.h keeps and renders the samples).
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -12,15 +14,20 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "cmd/commands.h"
 #include "cmd/ingest.h"
+#include "cmd/progress.h"
 #include "exporter/registry.h"
-#include "nle_version.h"
+#include "exporter/step_sampler.h"
+#include "parsers/timestamp.h"
 #include "source/byte_reader.h"
 #include "source/line_splitter.h"
 
@@ -121,7 +128,8 @@ struct RangeResult {
 // Reads bytes [begin, end) of a plain file; `end` past the size reads to EOF. The range starts
 // at a line start and ends just after a newline (or at EOF).
 RangeResult ingest_range(int fd, std::uint64_t begin, std::uint64_t end, std::uint64_t order_base,
-                         const IngestConfig& config, LineIngester& ingester, const std::string& path) {
+                         const IngestConfig& config, LineIngester& ingester, const std::string& path,
+                         ProgressMeter& progress) {
   RangeResult result;
   const std::size_t chunk = tuning().read_bytes;
   std::unique_ptr<char[]> buffer(new char[chunk]);
@@ -138,6 +146,7 @@ RangeResult ingest_range(int fd, std::uint64_t begin, std::uint64_t end, std::ui
     }
     if (got == 0) break;
     offset += static_cast<std::uint64_t>(got);
+    progress.add(static_cast<std::uint64_t>(got));
     feeder.feed(std::string_view(buffer.get(), static_cast<std::size_t>(got)));
   }
   feeder.finish();
@@ -181,7 +190,8 @@ std::uint64_t next_record_start(int fd, std::uint64_t offset, std::uint64_t size
 
 // Reads one plain file with `threads` threads; returns false on a read error.
 bool ingest_parallel(int fd, std::uint64_t size, unsigned threads, std::uint64_t order_base,
-                     const IngestConfig& config, Registry& registry, const std::string& path, std::string& error) {
+                     const IngestConfig& config, Registry& registry, const std::string& path, ProgressMeter& progress,
+                     std::string& error) {
   std::vector<std::uint64_t> starts;
   LineParser probe(config.input_format);
   for (unsigned i = 0; i < threads; ++i) starts.push_back(next_record_start(fd, size / threads * i, size, probe));
@@ -196,7 +206,7 @@ bool ingest_parallel(int fd, std::uint64_t size, unsigned threads, std::uint64_t
       if (starts[i] >= starts[i + 1]) continue;
       workers.emplace_back([&, i] {
         LineIngester ingester(config.input_format, registries[i]);
-        results[i] = ingest_range(fd, starts[i], starts[i + 1], order_base, config, ingester, path);
+        results[i] = ingest_range(fd, starts[i], starts[i + 1], order_base, config, ingester, path, progress);
       });
     }
   }
@@ -211,12 +221,14 @@ bool ingest_parallel(int fd, std::uint64_t size, unsigned threads, std::uint64_t
   return ok;
 }
 
-// Reads one input as a stream (stdin, gzip, small files).
-bool ingest_stream(ByteReader& reader, std::uint64_t order_base, const IngestConfig& config, LineIngester& ingester,
-                   std::string& error) {
+// Reads one input as a stream (stdin, gzip, small files, and every input with --step) through
+// `feeder` (a LineFeeder or a StepFeeder), whose lines go to `ingester`.
+template <typename Feeder>
+bool ingest_stream(ByteReader& reader, Feeder& feeder, LineIngester& ingester, std::uint64_t order_base,
+                   ProgressMeter& progress, std::string& error) {
   const std::size_t chunk = tuning().read_bytes;
   std::unique_ptr<char[]> buffer(new char[chunk]);
-  LineFeeder feeder(ingester, config.max_line_bytes, order_base, 0);
+  std::uint64_t reported = 0;
   for (;;) {
     const std::optional<std::size_t> got = reader.read(buffer.get(), chunk);
     if (!got) {
@@ -226,6 +238,8 @@ bool ingest_stream(ByteReader& reader, std::uint64_t order_base, const IngestCon
       ingester.flush();
       return false;
     }
+    progress.add(reader.input_offset() - reported);
+    reported = reader.input_offset();
     if (*got == 0) break;
     feeder.feed(std::string_view(buffer.get(), *got));
   }
@@ -233,6 +247,177 @@ bool ingest_stream(ByteReader& reader, std::uint64_t order_base, const IngestCon
   ingester.flush();
   return true;
 }
+
+// ---------------------------------------------------------------------------------------------
+// --step
+
+// The first multiple of `step` at or after `t`.
+std::int64_t boundary_at_or_after(std::int64_t t, std::int64_t step) {
+  std::int64_t q = t / step;  // rounds towards zero: up for a negative t, down for a positive one
+  if (t % step > 0) ++q;
+  return q * step;
+}
+
+// The CP's counter families: the history a backfill is for. The exporter's own counters describe
+// this replay run, not the CP at those times, so they are left out.
+Snapshot cp_counters(const Registry& registry) {
+  Snapshot all = registry.snapshot();
+  Snapshot cp;
+  for (Family& family : all) {
+    if (family.type == MetricType::counter && family.name.rfind("nixfleet_log_exporter_", 0) != 0) {
+      cp.push_back(std::move(family));
+    }
+  }
+  return cp;
+}
+
+// Step points in an unlinked temporary file ($TMPDIR, else /tmp), so that a long history costs
+// disk, not memory.
+class TempFileStepPointStore final : public StepPointStore {
+ public:
+  TempFileStepPointStore() {
+    const char* dir = std::getenv("TMPDIR");
+    std::string path = std::string(dir != nullptr && *dir != '\0' ? dir : "/tmp") + "/nixfleet-log-exporter-steps-XXXXXX";
+    fd_ = ::mkstemp(path.data());
+    if (fd_ < 0) {
+      error_ = "cannot create a temporary file in " + path.substr(0, path.rfind('/')) + ": " + std::strerror(errno);
+      return;
+    }
+    ::unlink(path.c_str());
+  }
+  ~TempFileStepPointStore() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  TempFileStepPointStore(const TempFileStepPointStore&) = delete;
+  TempFileStepPointStore& operator=(const TempFileStepPointStore&) = delete;
+
+  bool append(std::span<const StepPoint> points) override {
+    if (fd_ < 0) return false;
+    const char* data = reinterpret_cast<const char*>(points.data());
+    std::size_t left = points.size_bytes();
+    while (left > 0) {
+      const ssize_t n = ::pwrite(fd_, data, left, static_cast<off_t>(size_));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return fail("cannot write the temporary file of step samples");
+      data += n;
+      left -= static_cast<std::size_t>(n);
+      size_ += static_cast<std::uint64_t>(n);
+    }
+    return true;
+  }
+
+  bool read(const std::function<void(std::span<const StepPoint>)>& visit) override {
+    if (fd_ < 0) return false;
+    std::vector<StepPoint> buffer(std::size_t{1} << 16);
+    std::uint64_t offset = 0;
+    while (offset < size_) {
+      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(size_ - offset, buffer.size() * sizeof(StepPoint)));
+      const ssize_t n = ::pread(fd_, buffer.data(), want, static_cast<off_t>(offset));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0 || static_cast<std::size_t>(n) % sizeof(StepPoint) != 0) {
+        return fail("cannot read the temporary file of step samples");
+      }
+      offset += static_cast<std::uint64_t>(n);
+      visit(std::span<const StepPoint>(buffer.data(), static_cast<std::size_t>(n) / sizeof(StepPoint)));
+    }
+    return true;
+  }
+
+  const std::string& error() const override { return error_; }
+
+ private:
+  bool fail(const char* what) {
+    error_ = std::string(what) + ": " + (errno != 0 ? std::strerror(errno) : "short transfer");
+    return false;
+  }
+
+  int fd_ = -1;
+  std::uint64_t size_ = 0;
+  std::string error_;
+};
+
+// Where the log's time stands, across all inputs, and the sampling it drives. A line's time is
+// its own (parsers/timestamp.h); a line without one, or with an earlier one than a line before
+// it, is at the latest time seen so far (counts cannot be taken back from a sample already made).
+class StepClock {
+ public:
+  StepClock(std::int64_t step_micros, Registry& registry, LineIngester& ingester, StepSampler& sampler,
+            InputFormat format)
+      : step_(step_micros), registry_(registry), ingester_(ingester), sampler_(sampler), probe_(format) {}
+
+  // `line`, stamped `time`, is about to be counted: every boundary before `time` is complete.
+  void observe(LogTimeMicros time, std::string_view line, std::uint64_t order) {
+    if (!started_) {
+      started_ = true;
+      now_ = time;
+      next_ = boundary_at_or_after(time, step_);
+      return;
+    }
+    now_ = std::max(now_, time);
+    if (now_ <= next_) return;
+    // A text record held from before belongs to the time before this line, unless this line
+    // continues it.
+    if (ingester_.holds_record() && probe_.starts_record(line)) ingester_.end_of_input(order);
+    sample(next_);
+    // The boundaries between `next_` and `now_` saw no line: they repeat that sample.
+    next_ = boundary_at_or_after(now_, step_);
+  }
+
+  // After the last input: the boundary at or after the last time holds the final counts.
+  void finish() {
+    if (started_) sample(next_);
+  }
+
+  bool started() const { return started_; }
+  bool failed() const { return failed_; }
+
+ private:
+  void sample(std::int64_t boundary) {
+    if (!failed_ && !sampler_.sample(boundary, cp_counters(registry_))) failed_ = true;
+  }
+
+  std::int64_t step_;
+  Registry& registry_;
+  LineIngester& ingester_;
+  StepSampler& sampler_;
+  LineParser probe_;
+  bool started_ = false;
+  bool failed_ = false;
+  LogTimeMicros now_ = 0;
+  std::int64_t next_ = 0;
+};
+
+// Like LineFeeder, but every line reaches the parser one at a time, after its time has moved the
+// clock: a sample must not count a line logged after its boundary.
+class StepFeeder {
+ public:
+  StepFeeder(StepClock& clock, LineIngester& ingester, std::size_t max_line_bytes, std::uint64_t order_base)
+      : clock_(clock), ingester_(ingester), splitter_(max_line_bytes), order_base_(order_base) {}
+
+  void feed(std::string_view data) {
+    ingester_.bytes(data.size());
+    splitter_.feed(data, [this](std::string_view line) { on_line(line); },
+                   [this](std::uint64_t bytes) { ingester_.oversize_line(bytes); });
+  }
+
+  std::uint64_t finish() {
+    splitter_.finish([this](std::string_view line) { on_line(line); },
+                     [this](std::uint64_t bytes) { ingester_.oversize_line(bytes); });
+    return splitter_.complete_offset();
+  }
+
+ private:
+  void on_line(std::string_view line) {
+    const std::uint64_t order = order_base_ + splitter_.complete_offset();
+    if (const std::optional<LogTimeMicros> time = line_timestamp(line)) clock_.observe(*time, line, order);
+    ingester_.line(line, order);
+  }
+
+  StepClock& clock_;
+  LineIngester& ingester_;
+  LineSplitter splitter_;
+  std::uint64_t order_base_;
+};
 
 double self_value(const Snapshot& snapshot, std::string_view family, std::string_view label = {}) {
   for (const Family& f : snapshot) {
@@ -275,54 +460,115 @@ void print_summary(const Snapshot& snapshot, std::size_t inputs, double seconds)
                skipped, skipped_detail.c_str());
 }
 
+ProgressMode progress_mode(ReplayProgress wanted) {
+  const bool terminal = ::isatty(STDERR_FILENO) == 1;
+  switch (wanted) {
+    case ReplayProgress::never: return ProgressMode::off;
+    case ReplayProgress::always: return terminal ? ProgressMode::terminal : ProgressMode::lines;
+    case ReplayProgress::automatic: break;
+  }
+  return terminal ? ProgressMode::terminal : ProgressMode::off;
+}
+
+// The inputs' sizes on disk (compressed for .gz), or 0 when one has none known (stdin, a pipe).
+std::uint64_t total_input_bytes(const std::vector<std::string>& inputs) {
+  std::uint64_t total = 0;
+  for (const std::string& path : inputs) {
+    struct stat st {};
+    if (path == "-" || ::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+    total += static_cast<std::uint64_t>(st.st_size);
+  }
+  return total;
+}
+
 }  // namespace
 
 int run_replay(const ReplayConfig& config) {
   const auto started = std::chrono::steady_clock::now();
+  const bool step_mode = config.step.count() > 0;
   const unsigned threads =
-      config.threads > 0 ? config.threads : std::max(1u, std::thread::hardware_concurrency());
+      step_mode ? 1 : config.threads > 0 ? config.threads : std::max(1u, std::thread::hardware_concurrency());
   Registry registry(registry_options(config.ingest));
   LineIngester ingester(config.ingest.input_format, registry);
   bool all_read = true;
 
-  for (std::size_t index = 0; index < config.inputs.size(); ++index) {
+  ProgressMeter progress(progress_mode(config.progress), total_input_bytes(config.inputs), config.inputs.size());
+  std::unique_ptr<StepPointStore> store;
+  if (step_mode) store = std::make_unique<TempFileStepPointStore>();
+  else store = std::make_unique<MemoryStepPointStore>();  // stays empty
+  StepSamplerOptions sampler_options;
+  sampler_options.step_micros = std::max<std::int64_t>(1, static_cast<std::int64_t>(config.step.count()) * 1000);
+  StepSampler sampler(sampler_options, *store);
+  StepClock clock(sampler_options.step_micros, registry, ingester, sampler, config.ingest.input_format);
+  if (!store->error().empty()) {
+    progress.finish();
+    std::fprintf(stderr, "nixfleet-log-exporter: %s\n", store->error().c_str());
+    return kExitInputError;
+  }
+
+  for (std::size_t index = 0; index < config.inputs.size() && !clock.failed(); ++index) {
     const std::string& path = config.inputs[index];
     const std::uint64_t order_base = static_cast<std::uint64_t>(index) << kOrderOffsetBits;
+    progress.begin_file(index);
     std::string error;
     std::unique_ptr<ByteReader> reader = ByteReader::open(path, error);
     if (!reader) {
-      std::fprintf(stderr, "nixfleet-log-exporter: cannot read %s\n", error.c_str());
+      progress.say("nixfleet-log-exporter: cannot read " + error);
       all_read = false;
       continue;
     }
     bool ok = true;
     struct stat st {};
     const int fd = reader->plain_file_descriptor();
-    if (threads > 1 && fd >= 0 && ::fstat(fd, &st) == 0 && static_cast<std::uint64_t>(st.st_size) >= tuning().parallel_min_bytes) {
+    if (step_mode) {
+      StepFeeder feeder(clock, ingester, config.ingest.max_line_bytes, order_base);
+      ok = ingest_stream(*reader, feeder, ingester, order_base, progress, error);
+    } else if (threads > 1 && fd >= 0 && ::fstat(fd, &st) == 0 &&
+               static_cast<std::uint64_t>(st.st_size) >= tuning().parallel_min_bytes) {
       ok = ingest_parallel(fd, static_cast<std::uint64_t>(st.st_size), threads, order_base, config.ingest, registry,
-                           path, error);
+                           path, progress, error);
     } else {
-      ok = ingest_stream(*reader, order_base, config.ingest, ingester, error);
+      LineFeeder feeder(ingester, config.ingest.max_line_bytes, order_base, 0);
+      ok = ingest_stream(*reader, feeder, ingester, order_base, progress, error);
     }
     if (!ok) {
-      std::fprintf(stderr, "nixfleet-log-exporter: error reading %s\n", error.c_str());
+      progress.say("nixfleet-log-exporter: error reading " + error);
       all_read = false;
     }
   }
+  progress.finish();
 
   const Snapshot snapshot = registry.snapshot();
-  RenderOptions render_options;
-  render_options.format = config.output_format;
-  const std::string text = render(snapshot, render_options);
-  std::fwrite(text.data(), 1, text.size(), stdout);
+  if (step_mode) {
+    clock.finish();
+    const auto write = [](std::string_view piece) { std::fwrite(piece.data(), 1, piece.size(), stdout); };
+    if (clock.failed() || !sampler.render(write)) {
+      std::fflush(stdout);
+      std::fprintf(stderr, "nixfleet-log-exporter: --step: %s\n", sampler.error().c_str());
+      return kExitInputError;
+    }
+    if (!clock.started()) {
+      std::fprintf(stderr, "nixfleet-log-exporter: no line carried a timestamp, so there is nothing to sample\n");
+    }
+  } else {
+    RenderOptions render_options;
+    render_options.format = config.output_format;
+    const std::string text = render(snapshot, render_options);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+  }
   std::fflush(stdout);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  print_summary(snapshot, config.inputs.size(), seconds);
+  if (config.progress != ReplayProgress::never) {
+    print_summary(snapshot, config.inputs.size(), seconds);
+    if (step_mode && sampler.steps() > 0) {
+      std::fprintf(stderr, "sampled %llu step%s of %s s from %s to %s\n",
+                   static_cast<unsigned long long>(sampler.steps()), sampler.steps() == 1 ? "" : "s",
+                   format_timestamp_seconds(sampler_options.step_micros).c_str(),
+                   format_timestamp_seconds(sampler.first_boundary()).c_str(),
+                   format_timestamp_seconds(sampler.last_boundary()).c_str());
+    }
+  }
   return all_read ? kExitOk : kExitInputError;
-}
-
-std::string version_text() {
-  return std::string("nixfleet-log-exporter ") + NLE_VERSION + " (git commit " + NLE_GIT_COMMIT + ")";
 }
 
 }  // namespace nle

@@ -238,8 +238,11 @@ struct Registry::Impl {
                     options.max_series_per_family),
         http_requests("nixfleet_log_exporter_http_requests", "HTTP requests served, per status code.", {"code"},
                       options.max_series_per_family),
-        exporter_version(sanitize_utf8(or_unknown(options.exporter_version))),
-        exporter_revision(sanitize_utf8(or_unknown(options.exporter_revision))) {
+        exporter_build_info{sanitize_utf8(or_unknown(options.exporter_branch)),
+                            sanitize_utf8(or_unknown(options.exporter_compiler)),
+                            sanitize_utf8(or_unknown(options.exporter_platform)),
+                            sanitize_utf8(or_unknown(options.exporter_revision)),
+                            sanitize_utf8(or_unknown(options.exporter_version))} {
     for (std::string_view gate : kKnownGates) gate_blocks.preset(key_of({gate}), created_at);
     runtime_gate_error_series = &runtime_gate_errors.preset(key_of({}), created_at);
     lines_read_series = &lines_read.preset(key_of({}), created_at);
@@ -372,8 +375,7 @@ struct Registry::Impl {
   CounterFamily http_requests;
   double files_watched = 0;
 
-  std::string exporter_version;
-  std::string exporter_revision;
+  std::vector<std::string> exporter_build_info;  // branch, compiler, platform, revision, version
 
   bool has_logged_build_info = false;
   std::uint64_t logged_build_info_order = 0;
@@ -533,8 +535,9 @@ Snapshot Registry::snapshot() const {
   snapshot.push_back(gauge_family("nixfleet_log_exporter_files_watched", "Files being followed now.", {}, {},
                                   impl.files_watched));
   snapshot.push_back(gauge_family("nixfleet_log_exporter_build_info",
-                                  "The exporter's version and the revision it was built from; always 1.",
-                                  {"revision", "version"}, {impl.exporter_revision, impl.exporter_version}, 1));
+                                  "The exporter's build: version, revision, branch, compiler, platform; always 1.",
+                                  {"branch", "compiler", "platform", "revision", "version"},
+                                  impl.exporter_build_info, 1));
   std::sort(snapshot.begin(), snapshot.end(), [](const Family& a, const Family& b) { return a.name < b.name; });
   return snapshot;
 }

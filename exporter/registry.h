@@ -23,8 +23,12 @@ struct RegistryOptions {
   std::size_t max_series_per_family = 10000;  // new label sets beyond this are refused and counted
   std::optional<std::string> cp_version;      // --cp-version: wins over the log
   std::optional<std::string> cp_git_commit;   // --cp-git-commit: wins over the log
-  std::string exporter_version = "unknown";   // nixfleet_log_exporter_build_info{version}
-  std::string exporter_revision = "unknown";  // nixfleet_log_exporter_build_info{revision}
+  // nixfleet_log_exporter_build_info's labels, as `--version` prints them ("unknown" when empty).
+  std::string exporter_version = "unknown";
+  std::string exporter_revision = "unknown";
+  std::string exporter_branch = "unknown";
+  std::string exporter_compiler = "unknown";  // what Go exporters call goversion: "GNU 12.2.0"
+  std::string exporter_platform = "unknown";  // "linux/x86_64"
   std::function<double()> clock;              // Unix seconds for `_created`; empty: system clock
 };
 

@@ -49,6 +49,7 @@ class PlainReader final : public ByteReader {
       got = std::min(capacity, prefix_.size() - prefix_used_);
       std::memcpy(buffer, prefix_.data() + prefix_used_, got);
       prefix_used_ += got;
+      offset_ += got;
       if (got == capacity) return got;
     }
     const ssize_t n = read_retry(fd_.get(), buffer + got, capacity - got);
@@ -57,11 +58,13 @@ class PlainReader final : public ByteReader {
       error_ = os_error(name_, errno);
       return std::nullopt;
     }
+    offset_ += static_cast<std::uint64_t>(n);
     return got + static_cast<std::size_t>(n);
   }
   const std::string& error() const override { return error_; }
   bool is_compressed() const override { return false; }
   int plain_file_descriptor() const override { return regular_ ? fd_.get() : -1; }
+  std::uint64_t input_offset() const override { return offset_; }
 
  private:
   std::string name_;
@@ -69,6 +72,7 @@ class PlainReader final : public ByteReader {
   bool regular_;
   std::string prefix_;
   std::size_t prefix_used_ = 0;
+  std::uint64_t offset_ = 0;
   std::string error_;
 };
 
@@ -80,6 +84,7 @@ class GzipReader final : public ByteReader {
     std::memcpy(input_.data(), prefix.data(), prefix.size());
     stream_.next_in = input_.data();
     stream_.avail_in = static_cast<uInt>(prefix.size());
+    input_read_ = prefix.size();
   }
   ~GzipReader() override {
     if (initialized_) inflateEnd(&stream_);
@@ -139,6 +144,7 @@ class GzipReader final : public ByteReader {
   const std::string& error() const override { return error_; }
   bool is_compressed() const override { return true; }
   int plain_file_descriptor() const override { return -1; }
+  std::uint64_t input_offset() const override { return input_read_ - stream_.avail_in; }
 
  private:
   // Reads more compressed input, keeping unconsumed bytes. Sets input_eof_ at end of file.
@@ -151,6 +157,7 @@ class GzipReader final : public ByteReader {
       return false;
     }
     if (n == 0) input_eof_ = true;
+    input_read_ += static_cast<std::uint64_t>(n);
     stream_.next_in = input_.data();
     stream_.avail_in = static_cast<uInt>(keep + static_cast<std::size_t>(n));
     return true;
@@ -199,6 +206,7 @@ class GzipReader final : public ByteReader {
   z_stream stream_{};
   bool initialized_ = false;
   bool input_eof_ = false;
+  std::uint64_t input_read_ = 0;  // compressed bytes read from the file (or pipe) so far
   bool between_members_ = false;
   bool zero_padding_ = false;
   bool done_ = false;

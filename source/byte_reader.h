@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -35,6 +36,9 @@ class ByteReader {
   // A plain regular file's descriptor (for parallel pread; owned by the reader), else -1: stdin,
   // pipes and gzip input have none.
   virtual int plain_file_descriptor() const = 0;
+  // Bytes of the input itself consumed so far (of a gzip file: the compressed bytes), for
+  // showing progress against the file's size.
+  virtual std::uint64_t input_offset() const = 0;
 };
 
 }  // namespace nle

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "exporter/exposition.h"
+#include "exporter/step_sampler.h"
 #include "exporter/process_metrics.h"
 #include "exporter/registry.h"
 #include "parsers/event.h"
@@ -753,7 +754,8 @@ TEST_CASE("self-metrics count lines, bytes, event kinds and skip reasons from ze
     CHECK(value_of(snapshot, "nixfleet_log_exporter_lines_skipped",
                    {std::string(nle::skip_reason_name(static_cast<nle::SkipReason>(reason)))}) == 0);
   }
-  CHECK(value_of(snapshot, "nixfleet_log_exporter_build_info", {"abc123", "0.1.0"}) == 1);
+  // Build labels not given read "unknown", never empty (an empty value reads as no label).
+  CHECK(value_of(snapshot, "nixfleet_log_exporter_build_info", {"unknown", "unknown", "unknown", "abc123", "0.1.0"}) == 1);
 
   registry.add_lines_read(3, 120);
   registry.add_lines_read(1, 40);
@@ -830,6 +832,9 @@ TEST_CASE("the LOG-FORMAT section 5 example renders exactly, families sorted by 
   RegistryOptions options;
   options.exporter_version = "0.1.0";
   options.exporter_revision = "0123456789ab";
+  options.exporter_branch = "main";
+  options.exporter_compiler = "GNU 12.2.0";
+  options.exporter_platform = "linux/x86_64";
   Registry registry(options);
   for (int i = 0; i < 3; ++i) registry.record(compliance("CIS-5.2.1", "web-07"));
   registry.record(runtime_gate_error());
@@ -848,9 +853,9 @@ nixfleet_gate_block_total{gate="compliance-wave"} 2
 nixfleet_gate_block_total{gate="disruption-budget"} 0
 nixfleet_gate_block_total{gate="host-edge"} 0
 nixfleet_gate_block_total{gate="wave-promotion"} 0
-# HELP nixfleet_log_exporter_build_info The exporter's version and the revision it was built from; always 1.
+# HELP nixfleet_log_exporter_build_info The exporter's build: version, revision, branch, compiler, platform; always 1.
 # TYPE nixfleet_log_exporter_build_info gauge
-nixfleet_log_exporter_build_info{revision="0123456789ab",version="0.1.0"} 1
+nixfleet_log_exporter_build_info{branch="main",compiler="GNU 12.2.0",platform="linux/x86_64",revision="0123456789ab",version="0.1.0"} 1
 # HELP nixfleet_log_exporter_bytes_read_total Bytes read from the input, line terminators included.
 # TYPE nixfleet_log_exporter_bytes_read_total counter
 nixfleet_log_exporter_bytes_read_total 0
@@ -1050,4 +1055,91 @@ TEST_CASE("process families read from /proc are sorted, named and plausible") {
   CHECK(value_of(snapshot, "process_open_fds") >= 3);  // stdin, stdout, stderr at least
   CHECK(value_of(snapshot, "process_resident_memory_bytes") > 0);
   CHECK(value_of(snapshot, "process_start_time_seconds") > 1.0e9);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step sampling (replay --step)
+
+namespace {
+
+using nle::MemoryStepPointStore;
+using nle::StepSampler;
+using nle::StepSamplerOptions;
+
+constexpr std::int64_t kMinute = 60'000'000;
+constexpr std::int64_t kT0 = 1795162440LL * 1'000'000;  // 2026-11-20T08:14:00Z, a whole minute
+
+// A counter family "g" labelled by gate, with the given (gate, value) series, sorted, and a gauge.
+Snapshot gate_counts(std::vector<std::pair<std::string, double>> gates) {
+  nle::Family counter{"g", "Held \"dispatches\".", nle::MetricType::counter, {"gate"}, {}};
+  std::sort(gates.begin(), gates.end());
+  for (const auto& [gate, value] : gates) counter.series.push_back(nle::Series{{gate}, value, 0});
+  nle::Family empty{"e", "Nothing yet.", nle::MetricType::counter, {"host"}, {}};
+  nle::Family gauge{"info", "A gauge.", nle::MetricType::gauge, {}, {nle::Series{{}, 1, 0}}};
+  return {empty, counter, gauge};
+}
+
+std::string render_steps(StepSampler& sampler) {
+  std::string out;
+  REQUIRE(sampler.render([&](std::string_view piece) { out += piece; }));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("step samples render every series at every step, series by series, ending in EOF") {
+  MemoryStepPointStore store;
+  StepSampler sampler(StepSamplerOptions{kMinute, 1 << 20}, store);
+  REQUIRE(sampler.sample(kT0, gate_counts({{"b", 1}})));
+  // Nothing sampled for two minutes: those steps keep the values of kT0.
+  REQUIRE(sampler.sample(kT0 + 3 * kMinute, gate_counts({{"b", 4}, {"a", 2}})));
+  REQUIRE(sampler.sample(kT0 + 4 * kMinute, gate_counts({{"b", 4}, {"a", 2}})));
+  CHECK(sampler.steps() == 5);
+  CHECK(render_steps(sampler) ==
+        "# HELP e Nothing yet.\n"
+        "# TYPE e counter\n"
+        "# HELP g Held \\\"dispatches\\\".\n"
+        "# TYPE g counter\n"
+        "g_total{gate=\"a\"} 2 1795162620\n"  // first seen at the fourth step: starts there
+        "g_total{gate=\"a\"} 2 1795162680\n"
+        "g_total{gate=\"b\"} 1 1795162440\n"
+        "g_total{gate=\"b\"} 1 1795162500\n"
+        "g_total{gate=\"b\"} 1 1795162560\n"
+        "g_total{gate=\"b\"} 4 1795162620\n"
+        "g_total{gate=\"b\"} 4 1795162680\n"
+        "# EOF\n");
+}
+
+TEST_CASE("step rendering under a tiny memory budget reads the store again and writes the same") {
+  const auto run = [](std::size_t budget) {
+    MemoryStepPointStore store;
+    StepSampler sampler(StepSamplerOptions{kMinute, budget}, store);
+    for (int step = 0; step < 20; ++step) {
+      std::vector<std::pair<std::string, double>> gates;
+      for (int gate = 0; gate < 7; ++gate) {
+        if (gate <= step) gates.emplace_back("gate-" + std::to_string(gate), (step * (gate + 1)) / 3);
+      }
+      REQUIRE(sampler.sample(kT0 + step * kMinute, gate_counts(gates)));
+    }
+    return render_steps(sampler);
+  };
+  const std::string whole = run(1 << 20);
+  CHECK(whole == run(1));
+  CHECK(whole == run(5));
+  // Every series' samples are contiguous and in time order (OpenMetrics), 20 - gate of them.
+  CHECK(std::count(whole.begin(), whole.end(), '\n') == 4 + (20 + 19 + 18 + 17 + 16 + 15 + 14) + 1);
+}
+
+TEST_CASE("an empty sampler renders only EOF") {
+  MemoryStepPointStore store;
+  StepSampler sampler(StepSamplerOptions{}, store);
+  CHECK(sampler.steps() == 0);
+  CHECK(render_steps(sampler) == "# EOF\n");
+}
+
+TEST_CASE("step timestamps are Unix seconds with the fraction only when there is one") {
+  CHECK(nle::format_timestamp_seconds(kT0) == "1795162440");
+  CHECK(nle::format_timestamp_seconds(kT0 + 500'000) == "1795162440.5");
+  CHECK(nle::format_timestamp_seconds(kT0 + 1) == "1795162440.000001");
+  CHECK(nle::format_timestamp_seconds(-500'000) == "-0.5");
 }

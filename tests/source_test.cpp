@@ -451,6 +451,31 @@ TEST_CASE("a plain file is read in chunks and offers its descriptor for pread", 
   CHECK(r.data == text);
 }
 
+TEST_CASE("the input offset follows the bytes of the file consumed, compressed or not", "[byte_reader]") {
+  TempDir dir;
+  const std::string text = sample_text(3000);
+  const std::string compressed = gzip(text) + gzip(text);
+  write_file(dir / "plain.log", text);
+  write_file(dir / "two.gz", compressed);
+  std::string error;
+  auto plain = ByteReader::open(dir / "plain.log", error);
+  REQUIRE(plain);
+  CHECK(plain->input_offset() == 0);
+  std::vector<char> buffer(1000);
+  REQUIRE(plain->read(buffer.data(), buffer.size()) == std::optional<std::size_t>(1000));
+  CHECK(plain->input_offset() == 1000);
+  read_all(*plain);
+  CHECK(plain->input_offset() == text.size());
+
+  auto gz = ByteReader::open(dir / "two.gz", error);
+  REQUIRE(gz);
+  REQUIRE(gz->read(buffer.data(), buffer.size()));
+  CHECK(gz->input_offset() > 0);
+  CHECK(gz->input_offset() < compressed.size());
+  CHECK(read_all(*gz).data.size() == 2 * text.size() - 1000);
+  CHECK(gz->input_offset() == compressed.size());
+}
+
 TEST_CASE("an empty file and a file of one magic byte are plain", "[byte_reader]") {
   TempDir dir;
   write_file(dir / "empty", "");

@@ -320,3 +320,56 @@ def sanitizer_report(exporter) -> str:
     text = exporter.stderr()
     match = _SANITIZER.search(text)
     return text[match.start():match.start() + 4000] if match else ""
+
+
+# --- a real Prometheus server ------------------------------------------------------------------
+PROMETHEUS = os.environ.get("NLE_PROMETHEUS", "/usr/bin/prometheus")
+
+
+def start_prometheus(test, tmp, config_text, *args):
+    """Debian's Prometheus on a free loopback port with `config_text` as its configuration and
+    `args` added (a --storage.tsdb.path among them); stopped (SIGTERM, then SIGKILL) by the test's
+    cleanup. Returns its base URL once /-/ready answers."""
+    tmp = pathlib.Path(tmp)
+    port = free_port()
+    config = tmp / "prometheus.yml"
+    config.write_text(config_text)
+    log_path = tmp / "prometheus.log"
+    log = open(log_path, "wb")
+    test.addCleanup(log.close)
+    proc = subprocess.Popen([PROMETHEUS, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
+                             "--log.level=warn", *args], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+
+    def stop():
+        if proc.poll() is None:
+            proc.send_signal(_signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    test.addCleanup(stop)
+    base = f"http://127.0.0.1:{port}"
+
+    def ready():
+        if proc.poll() is not None:
+            raise AssertionError(f"prometheus exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
+        return http_get(base + "/-/ready", timeout=1)[0] == 200
+    wait_for(ready, timeout=30, message="prometheus /-/ready")
+    return base
+
+
+def prometheus_query(base, promql, at=None):
+    """The result vector of an instant query (at Unix time `at`, default now): a list of
+    (labels dict, float value)."""
+    import urllib.parse
+    params = {"query": promql}
+    if at is not None:
+        params["time"] = str(at)
+    status, _, body = http_get(f"{base}/api/v1/query?" + urllib.parse.urlencode(params))
+    if status != 200:
+        raise AssertionError(f"query {promql!r} answered {status}: {body[:300]!r}")
+    answer = _json.loads(body)
+    if answer["status"] != "success":
+        raise AssertionError(f"query {promql!r}: {answer}")
+    return [(item["metric"], float(item["value"][1])) for item in answer["data"]["result"]]

@@ -1,19 +1,16 @@
 """End to end with a real Prometheus server (Debian's `prometheus`): it scrapes `follow` every
 second over loopback, and its query API must return the exact counts the generator expects."""
-import json
 import os
 import pathlib
 import shutil
-import signal
 import subprocess
 import tempfile
 import unittest
-import urllib.parse
 
 import harness
 from harness import append
 
-PROMETHEUS = os.environ.get("NLE_PROMETHEUS", "/usr/bin/prometheus")
+PROMETHEUS = harness.PROMETHEUS
 
 
 def expected_values(exposition: str) -> dict:
@@ -34,53 +31,22 @@ class PrometheusEndToEndTest(unittest.TestCase):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def start_prometheus(self, target_port):
-        """Prometheus on a free loopback port with a 1 s scrape interval and a temporary TSDB;
-        stopped (SIGTERM, then SIGKILL) when the test ends."""
-        port = harness.free_port()
-        config = self.tmp / "prometheus.yml"
-        config.write_text(
+        """Prometheus scraping the exporter every second, with a temporary TSDB."""
+        return harness.start_prometheus(
+            self, self.tmp,
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
             "scrape_configs:\n  - job_name: nle\n    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{target_port}']\n")
-        log = open(self.tmp / "prometheus.log", "wb")
-        self.addCleanup(log.close)
-        proc = subprocess.Popen([PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={self.tmp / 'tsdb'}",
-                                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-
-        def stop():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        self.addCleanup(stop)
-        base = f"http://127.0.0.1:{port}"
-
-        def ready():
-            if proc.poll() is not None:
-                raise AssertionError(f"prometheus exited with {proc.returncode}:\n"
-                                     f"{(self.tmp / 'prometheus.log').read_text(errors='replace')}")
-            return harness.http_get(base + "/-/ready", timeout=1)[0] == 200
-        harness.wait_for(ready, timeout=30, message="prometheus /-/ready")
-        return base
+            f"      - targets: ['127.0.0.1:{target_port}']\n",
+            f"--storage.tsdb.path={self.tmp / 'tsdb'}")
 
     def query(self, base, promql):
         """The single value of an instant query, or None when it has no result yet."""
-        status, _, body = harness.http_get(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": promql}))
-        if status != 200:
-            raise AssertionError(f"query {promql!r} answered {status}: {body[:300]!r}")
-        answer = json.loads(body)
-        if answer["status"] != "success":
-            raise AssertionError(f"query {promql!r}: {answer}")
-        result = answer["data"]["result"]
+        result = harness.prometheus_query(base, promql)
         if not result:
             return None
         if len(result) != 1:
             raise AssertionError(f"query {promql!r} gave {len(result)} series")
-        return float(result[0]["value"][1])
+        return result[0][1]
 
     def wait_query(self, base, promql, expected, timeout=30.0):
         last = []

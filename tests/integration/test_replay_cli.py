@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import tempfile
 import pathlib
+import re
 import unittest
 
 import harness
@@ -25,10 +26,26 @@ class ReplayCliTest(unittest.TestCase):
         self.assertIn("replay", out)
         self.assertIn("follow", out)
 
-    def test_version_names_version_and_git_commit(self):
+    def test_version_is_prometheus_commons_layout_and_matches_build_info(self):
         result = harness.run("--version")
         self.assertEqual(result.returncode, 0)
-        self.assertRegex(result.stdout.decode(), r"nixfleet-log-exporter \d+\.\d+\.\d+ \(git commit [0-9a-f]+|unknown\)")
+        lines = result.stdout.decode().splitlines()
+        self.assertEqual(len(lines), 5, lines)
+        head = re.fullmatch(r"nixfleet-log-exporter, version (\d+\.\d+\.\d+) \(branch: (\S+), revision: (\S+)\)", lines[0])
+        self.assertIsNotNone(head, lines[0])
+        fields = {}
+        for line, name in zip(lines[1:], ("build user", "build date", "compiler", "platform")):
+            match = re.fullmatch(r"  (%s): +(\S.*)" % name, line)
+            self.assertIsNotNone(match, line)
+            self.assertEqual(len(line) - len(match.group(2)), 20, "values start in column 21, as in prometheus/common")
+            fields[name] = match.group(2)
+        self.assertRegex(fields["build date"], r"^\d{8}-\d{2}:\d{2}:\d{2}$")
+        self.assertRegex(fields["platform"], r"^[a-z0-9_]+/[a-z0-9_]+$")
+        # build_info carries the same values, so a dashboard shows what --version says.
+        out = harness.run("replay", GOLDEN / "json.log").stdout.decode()
+        expected = (f'nixfleet_log_exporter_build_info{{branch="{head.group(2)}",compiler="{fields["compiler"]}",'
+                    f'platform="{fields["platform"]}",revision="{head.group(3)}",version="{head.group(1)}"}} 1')
+        self.assertIn(expected, out)
 
     def test_bad_flag_is_a_usage_error_with_exit_2(self):
         result = harness.run("replay", "--no-such-flag", GOLDEN / "json.log")
