@@ -517,9 +517,13 @@ struct Follower::Impl {
       if (format.empty()) return false;
       still_compressed.insert(id);
     }
+    say_compressed(path, format);
+    return true;
+  }
+
+  void say_compressed(const std::string& path, std::string_view format) {
     notice_once("compressed:" + path, path + " is compressed (" + std::string(format) +
                                           "): not followed; `nixfleet-log-exporter replay` reads compressed logs");
-    return true;
   }
 
   void discover() {
@@ -782,8 +786,7 @@ struct Follower::Impl {
     Stream& c = *t.current;
     const std::string head = first_bytes(c.fd.get(), kHeadBytes);
     if (std::string_view format = compression_of({}, head); !format.empty()) {
-      notice_once("compressed:" + t.path, t.path + " is compressed (" + std::string(format) +
-                                              "): not followed; `nixfleet-log-exporter replay` reads compressed logs");
+      say_compressed(t.path, format);
       compressed.insert(c.id);
       t.current.reset();
       return;
