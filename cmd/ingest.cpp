@@ -55,6 +55,7 @@ void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::
 void LineIngester::end_of_input(std::uint64_t order) { record(parser_.finish(), order); }
 
 void LineIngester::record(const ParseResult& result, std::uint64_t order) {
+  records_ += result.events.size() + (result.build_info ? 1 : 0);
   for (const Event& event : result.events) registry_->record(event);
   if (result.build_info) registry_->record_build_info(*result.build_info, order);
   if (result.skipped) registry_->add_skipped(*result.skipped);

@@ -39,6 +39,8 @@ class LineIngester {
   void set_registry(Registry& registry) { registry_ = &registry; }
   // A multi-line text record is held, not yet counted (see LineParser::holds_record).
   bool holds_record() const { return parser_.holds_record(); }
+  // CP events and build info lines counted so far: unchanged, the CP's series are unchanged.
+  std::uint64_t records() const { return records_; }
 
  private:
   void record(const ParseResult& result, std::uint64_t order);
@@ -47,6 +49,7 @@ class LineIngester {
   Registry* registry_;
   std::uint64_t pending_lines_ = 0;
   std::uint64_t pending_bytes_ = 0;
+  std::uint64_t records_ = 0;
 };
 
 }  // namespace nle

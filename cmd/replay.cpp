@@ -365,7 +365,9 @@ class StepClock {
 
   // After the last input: the boundary at or after the last time holds the final counts.
   void finish() {
-    if (started_) sample(next_);
+    if (!started_) return;
+    sampled_ = false;  // always: the last boundary ends every series
+    sample(next_);
   }
 
   bool started() const { return started_; }
@@ -373,7 +375,13 @@ class StepClock {
 
  private:
   void sample(std::int64_t boundary) {
-    if (!failed_ && !sampler_.sample(boundary, cp_counters(registry_))) failed_ = true;
+    // Nothing counted since the last sample: it stands for this boundary too (the sampler fills
+    // the steps between, up to the last boundary, which finish() always samples), and the
+    // snapshot is not worth taking.
+    if (failed_ || (sampled_ && ingester_.records() == records_at_sample_)) return;
+    sampled_ = true;
+    records_at_sample_ = ingester_.records();
+    if (!sampler_.sample(boundary, cp_counters(registry_))) failed_ = true;
   }
 
   std::int64_t step_;
@@ -383,6 +391,8 @@ class StepClock {
   LineParser probe_;
   bool started_ = false;
   bool failed_ = false;
+  bool sampled_ = false;
+  std::uint64_t records_at_sample_ = 0;
   LogTimeMicros now_ = 0;
   std::int64_t next_ = 0;
 };

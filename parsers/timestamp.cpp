@@ -1,5 +1,7 @@
 #include "parsers/timestamp.h"
 
+#include <string.h>
+
 #include <array>
 #include <cstddef>
 
@@ -45,10 +47,11 @@ std::size_t skip_sgr(std::string_view s, std::size_t at) {
 // The string value of JSON member `key` (given with its quotes) as raw bytes up to the closing
 // quote; nullopt when absent. Member names are matched with their quotes, so a `"timestamp"`
 // inside an escaped string (a journald MESSAGE holding the CP's JSON) is `\"timestamp\"`, no match.
+// memmem, not string_view::find: a JSON line is full of quotes, each a false start for find().
 std::optional<std::string_view> json_string_member(std::string_view line, std::string_view key) {
-  std::size_t at = line.find(key);
-  if (at == std::string_view::npos) return std::nullopt;
-  at += key.size();
+  const void* found = ::memmem(line.data(), line.size(), key.data(), key.size());
+  if (found == nullptr) return std::nullopt;
+  std::size_t at = static_cast<std::size_t>(static_cast<const char*>(found) - line.data()) + key.size();
   while (at < line.size() && (line[at] == ' ' || line[at] == '\t')) ++at;
   if (at >= line.size() || line[at] != ':') return std::nullopt;
   ++at;
@@ -75,6 +78,9 @@ std::size_t syslog_prefix_end(std::string_view line) {
 }
 
 std::optional<LogTimeMicros> json_timestamp(std::string_view line) {
+  // tracing's JSON formatter writes its timestamp first; no journald field is named so.
+  constexpr std::string_view kTracingStart = "{\"timestamp\":\"";
+  if (line.substr(0, kTracingStart.size()) == kTracingStart) return parse_rfc3339_prefix(line.substr(kTracingStart.size()));
   if (auto realtime = json_string_member(line, "\"__REALTIME_TIMESTAMP\"")) {
     if (realtime->empty() || realtime->size() > 18) return std::nullopt;
     std::int64_t micros = 0;

@@ -108,6 +108,66 @@ class BackfillTest(unittest.TestCase):
                               "target": "report"}).encode() + b"\n")
         return data + tail
 
+    def step_samples(self, log_text, *args):
+        log = self.tmp / "small.log"
+        log.write_text(log_text)
+        result = harness.run("replay", *args, log)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        out = result.stdout.decode()
+        self.assertTrue(out.endswith("# EOF\n"), out)
+        samples = {}
+        for line in out.splitlines():
+            if not line.startswith("#"):
+                key, value, stamp = line.rsplit(" ", 2)
+                samples[(key, stamp)] = float(value)
+        return samples
+
+    def test_each_sample_counts_the_events_logged_at_or_before_its_time(self):
+        gate = 'nixfleet_gate_block_total{gate="%s"}'
+        failure = 'nixfleet_compliance_failure_events_total{control_id="CIS-1",host="web-1"}'
+        samples = self.step_samples(
+            "2026-11-20T08:00:10Z  INFO dispatch: dispatch: held by fleet-level gate gate=a\n"
+            # A record spanning two lines, then one stamped after the boundary: the record is
+            # counted at 08:01:00, the later line at 08:02:00.
+            "2026-11-20T08:00:50Z  INFO report: report received hostname=web-1 event=compliance-failure "
+            "control_id=CIS-1 reason=first line\n"
+            "second line of the reason\n"
+            "2026-11-20T08:01:30Z  INFO dispatch: dispatch: held by fleet-level gate gate=b\n"
+            # No time of its own: at 08:01:30, the last time seen.
+            '{"level":"INFO","fields":{"message":"dispatch: held by fleet-level gate","gate":"c"},"target":"d"}\n'
+            # Exactly on a boundary: counted in that boundary's sample.
+            "2026-11-20T08:02:00Z  INFO dispatch: dispatch: held by fleet-level gate gate=d\n"
+            # Stamped earlier than a line before it: at the latest time seen, 08:02:00.
+            "2026-11-20T07:00:00Z  INFO dispatch: dispatch: held by fleet-level gate gate=e\n",
+            "--step", "1m")
+        at = {"08:01": "1795161660", "08:02": "1795161720"}
+        self.assertEqual(samples[(gate % "a", at["08:01"])], 1)
+        self.assertEqual(samples[(failure, at["08:01"])], 1)
+        self.assertEqual(samples[(gate % "channel-edges", at["08:01"])], 0)
+        for late in "bcde":
+            self.assertNotIn((gate % late, at["08:01"]), samples)
+            self.assertEqual(samples[(gate % late, at["08:02"])], 1)
+        self.assertEqual(samples[(gate % "a", at["08:02"])], 1)
+        stamps = {stamp for _, stamp in samples}
+        self.assertEqual(stamps, set(at.values()))
+        # The CP's counters only: the exporter's own describe the run, not the CP's past.
+        self.assertFalse([key for key, _ in samples if key.startswith("nixfleet_log_exporter_")])
+
+    def test_a_log_without_times_gives_an_empty_history_and_says_so(self):
+        log = self.tmp / "untimed.log"
+        log.write_text('{"level":"INFO","fields":{"message":"dispatch: held by fleet-level gate","gate":"c"}}\n')
+        result = harness.run("replay", "--step", "1m", log)
+        self.assertEqual(result.returncode, 0)
+        self.assertEqual(result.stdout, b"# EOF\n")
+        self.assertIn("no line carried a timestamp", result.stderr.decode())
+
+    def test_step_with_an_output_format_or_threads_is_a_usage_error(self):
+        for args in (["--output-format", "openmetrics"], ["--threads", "2"], []):
+            with self.subTest(args=args):
+                step = ["--step", "1y"] if not args else ["--step", "1m"]
+                result = harness.run("replay", *step, *args, harness.TESTDATA / "golden" / "json.log")
+                self.assertEqual(result.returncode, 2, result.stderr)
+
     def test_prometheus_serves_backfilled_blocks_with_the_counts_of_the_log_cut_at_each_instant(self):
         log = self.tmp / "cp.log"
         data = self.make_log()
