@@ -19,7 +19,7 @@ TSAN_OPTIONS="halt_on_error=1 suppressions=$PWD/tests/tsan.supp" ctest --test-di
 
 configure_and_build build-asan -DNLE_SANITIZE=address,undefined
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan --output-on-failure -j "$jobs" -LE slow
+  ctest --test-dir build-asan --output-on-failure -j "$jobs" -LE "slow|packaging"
 
 configure_and_build build
 ctest --test-dir build --output-on-failure -j "$jobs"

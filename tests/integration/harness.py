@@ -91,6 +91,12 @@ def concurrency(test):
     return test
 
 
+def packaging(test):
+    """Marks a test that builds and installs the .deb on this machine: ctest label `packaging`,
+    left out of sanitizer runs (a sanitizer build's package would depend on the sanitizer runtime)."""
+    return test
+
+
 # --- `follow` as a running server -------------------------------------------------------------
 # Added for the follow/HTTP/Prometheus tests. Everything below only adds; nothing above changes.
 import contextlib  # noqa: E402

@@ -1,5 +1,5 @@
 """Prints `module.Class.test_method|labels` for every test in one unittest file, for ctest.
-Labels come from the harness decorators (@harness.slow, @harness.concurrency)."""
+Labels come from the harness decorators (@harness.slow, @harness.concurrency, @harness.packaging)."""
 import ast
 import pathlib
 import sys
@@ -10,5 +10,5 @@ for node in tree.body:
     if isinstance(node, ast.ClassDef):
         for item in node.body:
             if isinstance(item, ast.FunctionDef) and item.name.startswith("test_"):
-                labels = [d.attr for d in item.decorator_list if isinstance(d, ast.Attribute) and d.attr in ("slow", "concurrency")]
+                labels = [d.attr for d in item.decorator_list if isinstance(d, ast.Attribute) and d.attr in ("slow", "concurrency", "packaging")]
                 print(f"{path.stem}.{node.name}.{item.name}|{','.join(['integration', *labels])}")

@@ -1,0 +1,120 @@
+"""cmake --install and the systemd units: every file lands, the units pass `systemd-analyze
+verify`, each service scores 2.0 or lower in `systemd-analyze security --offline=true`, and the
+service's and socket's command lines are ones the binary runs."""
+import os
+import pathlib
+import re
+import shutil
+import tempfile
+import unittest
+
+import harness
+import packaging_files as pf
+
+INSTALLED_FILES = [
+    "bin/nixfleet-log-exporter",
+    "share/man/man1/nixfleet-log-exporter.1",
+    "lib/systemd/system/nixfleet-log-exporter.service",
+    "lib/systemd/system/nixfleet-log-exporter.socket",
+    "share/nixfleet-log-exporter/prometheus/nixfleet-log-exporter.rules.yml",
+    "share/nixfleet-log-exporter/grafana/nixfleet-log-exporter.json",
+    "share/nixfleet-log-exporter/web-config.example.yml",
+    "share/doc/nixfleet-log-exporter/examples/nixfleet-log-exporter.default",
+]
+
+
+class CmakeInstall(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.prefix = pathlib.Path(tempfile.mkdtemp(prefix="nle-install-"))
+        pf.run_tool("cmake", "--install", pf.BUILD_DIR, "--prefix", cls.prefix)
+        cls.units = cls.prefix / "lib/systemd/system"
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.prefix, ignore_errors=True)
+
+    def test_install_puts_binary_man_page_units_rules_dashboard_and_web_config_in_place(self):
+        for relative in INSTALLED_FILES:
+            self.assertTrue((self.prefix / relative).is_file(), relative)
+        self.assertTrue(os.access(self.prefix / "bin/nixfleet-log-exporter", os.X_OK))
+
+    def test_installed_units_name_the_installed_binary(self):
+        unit = pf.read_unit(self.units / "nixfleet-log-exporter.service")
+        self.assertEqual(pf.unit_value(unit, "Service", "ExecStart").split()[0],
+                         f"{self.prefix}/bin/nixfleet-log-exporter")
+
+    def test_installed_units_pass_systemd_analyze_verify(self):
+        # verify checks that ExecStart's binary exists and, through man(1), the Documentation= page.
+        result = pf.run_tool("systemd-analyze", "verify", *sorted(self.units.iterdir()), check=False,
+                             env={**os.environ, "MANPATH": str(self.prefix / "share/man")})
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertEqual(result.stderr.strip(), "")
+
+    def test_systemd_analyze_verify_fails_when_the_binary_is_missing(self):
+        # The check above can fail: a unit naming a binary that is not there is refused.
+        broken = self.prefix / "broken"
+        broken.mkdir(exist_ok=True)
+        text = (self.units / "nixfleet-log-exporter.service").read_text()
+        (broken / "nixfleet-log-exporter.service").write_text(text.replace(f"{self.prefix}/bin/", f"{broken}/bin/"))
+        result = pf.run_tool("systemd-analyze", "verify", "--man=no", broken / "nixfleet-log-exporter.service", check=False)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("is not executable", result.stderr)
+
+
+class ServiceHardening(unittest.TestCase):
+    def test_each_service_scores_2_or_lower_in_systemd_analyze_security_offline(self):
+        self.assertTrue(pf.SERVICES)
+        for service in pf.SERVICES:
+            result = pf.run_tool("systemd-analyze", "security", "--offline=true", "--no-pager", service, check=False)
+            match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+            self.assertIsNotNone(match, result.stdout + result.stderr)
+            self.assertLessEqual(float(match.group(1)), 2.0, f"{service.name}:\n{result.stdout}")
+
+    def test_the_service_has_the_hardening_the_issue_asks_for(self):
+        for service in pf.SERVICES:
+            unit = pf.read_unit(service)
+            for key, value in [("DynamicUser", "yes"), ("ProtectSystem", "strict"), ("CapabilityBoundingSet", ""),
+                               ("MemoryDenyWriteExecute", "yes"), ("SystemCallFilter", "@system-service"),
+                               ("StateDirectory", "nixfleet-log-exporter"),
+                               ("EnvironmentFile", "-/etc/default/nixfleet-log-exporter")]:
+                self.assertIn((key, value), unit["Service"], f"{service.name}: {key}={value}")
+            self.assertIn("RestrictAddressFamilies", dict(unit["Service"]))
+
+
+class ServiceCommandLine(unittest.TestCase):
+    def setUp(self):
+        self.unit = pf.read_unit(pf.PACKAGING / "systemd/nixfleet-log-exporter.service")
+        self.state_root = pathlib.Path(tempfile.mkdtemp(prefix="nle-state-"))
+        self.addCleanup(shutil.rmtree, self.state_root, ignore_errors=True)
+
+    def argv(self, args):
+        argv = pf.exec_start_argv(self.unit, self.state_root, {"ARGS": args})
+        self.assertEqual(argv[0], "/usr/bin/nixfleet-log-exporter")
+        return [harness.BINARY, *argv[1:]]
+
+    def test_every_flag_of_the_service_is_one_the_binary_accepts(self):
+        argv = self.argv("")
+        accepted = pf.help_flags(argv[1])
+        flags = [word for word in argv[2:] if word.startswith("-")]
+        self.assertIn("--state-file", flags)
+        self.assertEqual([f for f in flags if f not in accepted], [])
+
+    def test_the_service_command_serves_metrics_with_args_from_the_environment_file(self):
+        (self.state_root / "nixfleet-log-exporter").mkdir()  # what StateDirectory= creates
+        port = harness.free_port()
+        argv = self.argv(f"--web.listen-address 127.0.0.1:{port} --log.level debug")
+        with pf.serving(argv, self.state_root, port) as exporter:
+            self.assertIn("nixfleet_gate_block_total", exporter.scrape())
+        self.assertTrue((self.state_root / "nixfleet-log-exporter/state.json").is_file())
+
+
+class SocketActivation(unittest.TestCase):
+    def test_the_socket_listens_where_the_service_serves_by_default(self):
+        socket_unit = pf.read_unit(pf.PACKAGING / "systemd/nixfleet-log-exporter.socket")
+        self.assertEqual(pf.unit_value(socket_unit, "Socket", "ListenStream"), "127.0.0.1:9761")
+        self.assertIn("--web.listen-address TEXT=127.0.0.1:9761", harness.run("follow", "--help").stdout.decode())
+
+
+if __name__ == "__main__":
+    unittest.main()
