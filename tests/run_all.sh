@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
 # The whole test suite: a normal build (warnings are errors) and an ASan+UBSan build, each
 # running every ctest test; then a ThreadSanitizer build running the concurrency tests.
-# Usage: bash tests/run_all.sh   (packages: tests/packages.txt)
+# Usage: bash tests/run_all.sh   (packages: packaging/build-packages.txt and tests/packages.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The test tools are not part of the build's packages: say which are missing before building.
+missing=()
+for package in $(grep -hv '^#' packaging/build-packages.txt tests/packages.txt); do
+  dpkg-query -W -f '${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "tests/run_all.sh: missing Debian packages: ${missing[*]}" >&2
+  echo "install them with: apt-get install -y --no-install-recommends ${missing[*]}" >&2
+  exit 1
+fi
 jobs=$(nproc)
 
 configure_and_build() {  # dir, extra cmake args...

@@ -92,8 +92,9 @@ def concurrency(test):
 
 
 def packaging(test):
-    """Marks a test that builds and installs the .deb on this machine: ctest label `packaging`,
-    left out of sanitizer runs (a sanitizer build's package would depend on the sanitizer runtime)."""
+    """Marks a test of what ships as built for release (the .deb installed on this machine, the
+    system calls the binary makes): ctest label `packaging`, left out of sanitizer runs, whose
+    binaries depend on the sanitizer runtime and make its system calls."""
     return test
 
 

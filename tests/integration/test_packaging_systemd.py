@@ -5,6 +5,7 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import tempfile
 import unittest
 
@@ -100,6 +101,29 @@ class ServiceCommandLine(unittest.TestCase):
         self.assertIn("--state-file", flags)
         self.assertEqual([f for f in flags if f not in accepted], [])
 
+    @harness.packaging
+    def test_the_system_call_filter_admits_every_call_the_service_makes(self):
+        # The units cannot run under systemd here; strace shows what the exporter would ask the
+        # filter for: reading the journal and, in the log file shape, a file through inotify,
+        # serving a scrape, saving the state and stopping.
+        (self.state_root / "nixfleet-log-exporter").mkdir()
+        allowed = allowed_syscalls(self.unit)
+        self.assertIn("inotify_add_watch", allowed)
+        self.assertNotIn("setrlimit", allowed)
+        log = self.state_root / "cp.log"
+        log.write_bytes(harness.gate_block_line("host-edge"))
+        used = set()
+        for shape in ("", f"{log} --from-beginning"):
+            port = harness.free_port()
+            argv = self.argv(f"--web.listen-address 127.0.0.1:{port}")
+            if shape:
+                argv = [w for w in argv if w not in ("--journal-unit", "nixfleet-control-plane")] + shape.split()
+            used |= traced_syscalls(argv, self.state_root, port, lambda exporter: exporter.scrape())
+            (self.state_root / "nixfleet-log-exporter/state.json").unlink()  # a journal state is no file state
+        self.assertIn("inotify_add_watch", used)
+        self.assertIn("rename", used)
+        self.assertEqual(sorted(used - allowed), [])
+
     def test_the_service_command_serves_metrics_with_args_from_the_environment_file(self):
         (self.state_root / "nixfleet-log-exporter").mkdir()  # what StateDirectory= creates
         port = harness.free_port()
@@ -107,6 +131,50 @@ class ServiceCommandLine(unittest.TestCase):
         with pf.serving(argv, self.state_root, port) as exporter:
             self.assertIn("nixfleet_gate_block_total", exporter.scrape())
         self.assertTrue((self.state_root / "nixfleet-log-exporter/state.json").is_file())
+
+
+def syscall_groups() -> dict:
+    """{"@group": {members}} as `systemd-analyze syscall-filter` lists them (members may be groups)."""
+    groups, current = {}, None
+    for line in pf.run_tool("systemd-analyze", "syscall-filter").stdout.splitlines():
+        if re.fullmatch(r"@[\w-]+", line):
+            current = groups.setdefault(line, set())
+        elif line.startswith("    ") and not line.strip().startswith("#") and current is not None:
+            current.add(line.strip())
+    return groups
+
+
+def allowed_syscalls(unit: dict) -> set:
+    """The system calls the unit's SystemCallFilter= lines admit: allow-lists joined, minus ~deny-lists."""
+    groups = syscall_groups()
+
+    def expand(name):
+        return set().union(*(expand(m) for m in groups[name])) if name.startswith("@") else {name}
+    allowed, denied = set(), set()
+    for key, value in unit["Service"]:
+        if key == "SystemCallFilter":
+            target = denied if value.startswith("~") else allowed
+            for word in value.lstrip("~").split():
+                target |= expand(word)
+    return allowed - denied
+
+
+def traced_syscalls(argv, workdir, port, exercise) -> set:
+    """Runs argv under `strace -f`, calls exercise(exporter) once it is ready, stops it with
+    SIGTERM (which saves the state file) and returns the names of the system calls it made."""
+    # Not in workdir: the exporter watches that directory, and strace writing there would wake it.
+    trace_dir = pathlib.Path(tempfile.mkdtemp(prefix="nle-strace-"))
+    trace = trace_dir / "trace"
+    with pf.serving(["strace", "-f", "-qq", "-o", trace, *argv], workdir, port) as exporter:
+        exercise(exporter)
+        # SIGTERM goes to the exporter, strace's child; strace exits with the exporter's code.
+        strace = exporter.proc.pid
+        os.kill(int(pathlib.Path(f"/proc/{strace}/task/{strace}/children").read_text().split()[0]), signal.SIGTERM)
+        exporter.proc.wait(timeout=30)
+    try:
+        return set(re.findall(r"^\d+ +(\w+)\(", trace.read_text(), re.M))
+    finally:
+        shutil.rmtree(trace_dir, ignore_errors=True)
 
 
 class SocketActivation(unittest.TestCase):
