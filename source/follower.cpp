@@ -752,12 +752,11 @@ struct Follower::Impl {
     read_contents_added = true;
   }
 
-  // Copytruncate of a literal path: no glob finds the copy logrotate just made, so look for it
-  // beside the path (a plain rotated name whose first bytes are a copy of `truncated`'s). Returns
-  // it placed where the reading of `truncated` stopped, if it holds more; else nullptr.
-  std::unique_ptr<Stream> copy_beside(Tracked& t, const Stream& truncated) {
-    const std::uint64_t offset = truncated.splitter.complete_offset();
-    if (truncated.head.empty()) return nullptr;
+  // The copy logrotate's copytruncate made of t's file, looked for beside the path: the first
+  // plain rotated name, not open, holding more than `offset` bytes, that is_copy(stream) accepts.
+  // Returns it placed at `offset` (where reading of the original stopped), or nullptr.
+  template <class IsCopy>
+  std::unique_ptr<Stream> copy_beside(Tracked& t, std::uint64_t offset, IsCopy&& is_copy) {
     const std::string dir = dir_of(t.path);
     const std::string base = base_of(t.path);
     Dir d(dir);
@@ -772,12 +771,21 @@ struct Follower::Impl {
           find_open(id_of(st)).first != nullptr) {
         continue;
       }
-      if (match_head(first_bytes(fd.get(), kHeadBytes), truncated.head) != HeadMatch::copy) continue;
       auto copy = std::make_unique<Stream>(std::move(fd), id_of(st), options.max_line_bytes);
+      if (!is_copy(*copy)) continue;
       start_at(*copy, offset);
       return copy;
     }
     return nullptr;
+  }
+
+  // At a truncation of a literal path's file (no glob finds the copy): the copy whose first bytes
+  // are those of what was read.
+  std::unique_ptr<Stream> copy_of_truncated(Tracked& t, const Stream& truncated) {
+    if (truncated.head.empty()) return nullptr;
+    return copy_beside(t, truncated.splitter.complete_offset(), [&](const Stream& c) {
+      return match_head(first_bytes(c.fd.get(), kHeadBytes), truncated.head) == HeadMatch::copy;
+    });
   }
 
   // A held match (t.current): compressed, a copy of content already read, too early to tell, or
@@ -861,10 +869,16 @@ struct Follower::Impl {
         t.current = std::move(s);
         t.attached = true;
       } else {
+        // Truncated while we were stopped: a copytruncate's copy beside it (the same bytes before
+        // the saved offset) holds the lines after it, older than the file's new ones.
+        auto copy = copy_beside(t, pos.offset, [&](const Stream& c) {
+          return verifies(c, pos.offset, pos.fingerprint, pos.fingerprint_bytes);
+        });
         start_at(*s, 0);
         t.current = std::move(s);
         t.attached = true;
         sink.on_truncation(t.path);
+        if (copy) t.old.push_back(std::move(copy));
       }
       return;
     }
@@ -1028,7 +1042,7 @@ struct Follower::Impl {
       if (::fstat(t.current->fd.get(), &now) == 0 &&
           (static_cast<std::uint64_t>(now.st_size) < t.current->read_offset || rewritten(*t.current))) {
         remember_content(*t.current);  // what was read of it, for its copy (copytruncate)
-        std::unique_ptr<Stream> copy = t.literal ? copy_beside(t, *t.current) : nullptr;
+        std::unique_ptr<Stream> copy = t.literal ? copy_of_truncated(t, *t.current) : nullptr;
         start_at(*t.current, 0);       // the partial line held is dropped
         sink.on_truncation(t.path);
         if (copy) t.old.push_back(std::move(copy));  // older lines than the file's new ones

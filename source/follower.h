@@ -98,7 +98,9 @@
 //   too); other entries are ignored with a notice. The first entry per path wins. "Verifies" below means: file size >= offset, fingerprint_bytes <= min(4096, offset), and
 //   the FNV-1a of the fingerprint_bytes bytes before offset equals fingerprint.
 //   1. The path still names the saved (device, inode): if it verifies, reading starts at offset;
-//      otherwise (truncated or rewritten while stopped) at 0, with on_truncation(path).
+//      otherwise (truncated or rewritten while stopped) at 0, with on_truncation(path) -- after the
+//      copytruncate copy beside it, if one verifies (a plain rotated sibling, see 2, longer than
+//      offset), from offset.
 //   2. The path names another file, or nothing: the saved file is looked for among the regular
 //      files of the path's directory (renamed away while stopped, e.g. app.log.1 or app.log.2).
 //      If found and it verifies, it is finished from offset first; then the path's rotated

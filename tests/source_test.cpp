@@ -1145,6 +1145,35 @@ TEST_CASE("copytruncate of a literal path reads the lines it had not read from t
   CHECK(sink.watched().back() == 1);
 }
 
+TEST_CASE("copytruncate while stopped: the copy beside the file is read from the saved offset", "[follower][resume]") {
+  TempDir dir;
+  const std::string log = dir / "cp.log";
+  write_file(log, numbered("one", 0, 100));
+  std::vector<FilePosition> saved;
+  {
+    RecordingSink sink;
+    Follower f(options_for({log}), sink);
+    f.poll_once();
+    saved = f.positions();
+  }
+  append(log, numbered("one", 100, 150));  // written while stopped
+  copy_file(log, dir / "cp.log.1");        // then logrotate's copytruncate
+  truncate_and_write(log, numbered("two", 0, 10));
+  const std::string pattern = GENERATE(as<std::string>{}, "cp.log", "cp.log*");
+  CAPTURE(pattern);
+  FollowOptions o = options_for({dir / pattern});  // from_beginning: the saved position still wins
+  o.resume = saved;
+  RecordingSink sink;
+  Follower f(o, sink);
+  f.poll_once();
+  f.poll_once();
+  Lines expected = numbered_lines("one", 100, 150);
+  for (const auto& l : numbered_lines("two", 0, 10)) expected.push_back(l);
+  CHECK(sink.lines() == expected);
+  CHECK(sink.count("truncation cp.log") == 1);
+  for (const auto& e : sink.events()) CHECK(e.rfind("rotation ", 0) != 0);
+}
+
 TEST_CASE("a rename rotation through a glob counts once however many rotated names it matches", "[follower][copies]") {
   TempDir dir;
   write_file(dir / "cp.log", numbered("r0", 0, 5));

@@ -1,6 +1,6 @@
 """--state-file positions belong to the file, not to the spelling of its path: state saved under
 `follow cp.log` resumes exactly under `follow /abs/dir/cp.log`, with or without
---from-beginning, and under a glob."""
+--from-beginning, and under a glob. A copytruncate while stopped is finished from its copy."""
 import os
 import pathlib
 import shutil
@@ -52,6 +52,24 @@ class SavedPositionKeyTest(unittest.TestCase):
 
     def test_saved_under_a_path_resumes_under_a_glob(self):
         self.restart_as(os.path.relpath(self.log), self.tmp / "cp.log*", "--from-beginning")
+
+    def copytruncate_while_stopped(self, pattern, *flags):
+        self.log.write_bytes(event_lines(100))
+        with self.follow(self.log, "--from-beginning") as exporter:
+            exporter.wait_value(EVENTS, 100)
+        harness.append(self.log, event_lines(50))  # written while stopped, then logrotate's copytruncate
+        shutil.copyfile(self.log, self.tmp / "cp.log.1")
+        self.log.write_bytes(event_lines(7))
+        with self.follow(pattern, *flags) as exporter:
+            samples = Barrier(exporter)(self.log)
+            self.assertEqual(samples[EVENTS], 157, exporter.stderr())
+            self.assertEqual(samples["nixfleet_log_exporter_truncations_total"], 1)
+
+    def test_copytruncate_while_stopped_reads_the_rest_from_the_copy_beside_the_file(self):
+        self.copytruncate_while_stopped(self.log)
+
+    def test_copytruncate_while_stopped_reads_the_copy_once_through_a_glob(self):
+        self.copytruncate_while_stopped(self.tmp / "cp.log*", "--from-beginning")
 
 
 if __name__ == "__main__":
