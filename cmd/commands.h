@@ -52,8 +52,12 @@ enum class LogLevel : unsigned char { debug, info, warn, error };
 struct FollowConfig {
   IngestConfig ingest;
   std::vector<std::string> inputs;  // paths or globs; empty or "-": stdin
-  std::string listen_address = "127.0.0.1:9761";
+  std::vector<std::string> listen_addresses = {"127.0.0.1:9761"};  // every one is served
   std::string telemetry_path = "/metrics";
+  std::string web_config_file;   // exporter-toolkit web config: TLS, basic auth; empty: none
+  bool systemd_socket = false;   // serve systemd's sockets instead of listen_addresses
+  std::size_t max_requests = 40;  // concurrent scrapes before 503; 0: no limit
+  bool disable_exporter_metrics = false;  // leave process_* and nixfleet_log_exporter_* off the page
   bool from_beginning = false;
   std::chrono::milliseconds poll_interval{1000};
   bool force_polling = false;

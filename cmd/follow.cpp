@@ -393,10 +393,11 @@ bool follow_stdin(int stop_fd, Ingestion& ingestion, SharedRegistry& shared, con
 bool is_stdin(const std::vector<std::string>& inputs) { return inputs.empty() || (inputs.size() == 1 && inputs[0] == "-"); }
 
 // Where to point curl or Prometheus: an all-interfaces address is reachable on localhost.
-std::string scrape_url(const std::string& listen_address, int port, const std::string& path) {
-  std::string host = listen_address.substr(0, listen_address.rfind(':'));
-  if (host.empty() || host == "0.0.0.0" || host == "[::]") host = "localhost";
-  return "http://" + host + ":" + std::to_string(port) + path;
+std::string scrape_url(const MetricsServer::Endpoint& endpoint, bool tls, const std::string& path) {
+  std::string host = endpoint.host;
+  if (host.empty() || host == "0.0.0.0" || host == "::") host = "localhost";
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  return (tls ? "https://" : "http://") + host + ":" + std::to_string(endpoint.port) + path;
 }
 
 // Reads and parses a state file: `missing` for no file yet; `error` (naming the path) whether it
@@ -477,8 +478,13 @@ int run_follow(const FollowConfig& config) {
   shared.stdin_journal_cursor = saved.stdin_journal_cursor;
 
   ServerOptions server_options;
-  server_options.listen_address = config.listen_address;
+  server_options.listen_addresses = config.listen_addresses;
   server_options.telemetry_path = config.telemetry_path;
+  server_options.web_config_file = config.web_config_file;
+  server_options.systemd_socket = config.systemd_socket;
+  server_options.max_requests = config.max_requests;
+  if (config.disable_exporter_metrics) server_options.hidden_family_prefixes = {"process_", "nixfleet_log_exporter_"};
+  server_options.log_error = [&log](const std::string& message) { log.error(message); };
   server_options.version = NLE_VERSION;
   server_options.revision = NLE_GIT_COMMIT;
   MetricsServer server(
@@ -523,10 +529,16 @@ int run_follow(const FollowConfig& config) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   const int stop_fd = ::eventfd(0, EFD_CLOEXEC);
 
-  server.start();
+  if (std::string error = server.start(); !error.empty()) {
+    log.error(error);
+    return kExitUsage;
+  }
   if (saver) saver->start();
-  log.info("serving metrics", {{"url", scrape_url(config.listen_address, server.port(), config.telemetry_path)},
-                               {"version", NLE_VERSION}});
+  if (config.systemd_socket) log.info("serving on the sockets systemd passed, not on listen addresses");
+  for (const MetricsServer::Endpoint& endpoint : server.endpoints()) {
+    log.info("serving metrics", {{"url", scrape_url(endpoint, server.tls(), config.telemetry_path)},
+                                 {"version", NLE_VERSION}});
+  }
 
   std::unique_ptr<FileSink> file_sink;
   std::unique_ptr<Follower> follower;

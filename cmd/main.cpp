@@ -107,8 +107,19 @@ int main(int argc, char** argv) {
   std::string log_format = "logfmt";
   CLI::App* follow = app.add_subcommand("follow", "Follow log files or stdin and serve /metrics");
   follow->add_option("inputs", follow_config.inputs, "Files or globs to follow; none or - reads stdin");
-  follow->add_option("--web.listen-address", follow_config.listen_address, "Address to serve metrics on")
+  follow->add_option("--web.listen-address", follow_config.listen_addresses,
+                     "Address to serve metrics on (repeatable: every one is served)")
+      ->allow_extra_args(false)  // one address per flag: what follows is an input
       ->capture_default_str();
+  follow->add_option("--web.config.file", follow_config.web_config_file,
+                     "exporter-toolkit web config (TLS, basic auth, headers, rate limit), read again per request");
+  follow->add_flag("--web.systemd-socket", follow_config.systemd_socket,
+                   "Serve the sockets systemd passes (socket activation) instead of --web.listen-address");
+  follow->add_option("--web.max-requests", follow_config.max_requests,
+                     "Scrapes answered at once before 503 (0: no limit)")
+      ->capture_default_str();
+  follow->add_flag("--web.disable-exporter-metrics", follow_config.disable_exporter_metrics,
+                   "Leave process_* and nixfleet_log_exporter_* off the metrics page");
   follow->add_option("--web.telemetry-path", follow_config.telemetry_path, "Path under which metrics are served")
       ->check([](const std::string& path) {
         return !path.empty() && path.front() == '/' ? std::string() : std::string("must start with /");

@@ -7,27 +7,25 @@
 //    here goes through a length-based content provider and the only gzip layer is ours.
 //  - A Range header is applied to whatever the handler returns. Leaving a 2xx status at -1 lets
 //    httplib answer 206 with Content-Range; an explicit 200 would send a slice under 200.
-//  - The default socket options set SO_REUSEPORT, which would let a second exporter bind the
-//    same port silently; we set SO_REUSEADDR only.
-//  - Server::stop() does nothing until listen_after_bind() has marked the server running, and
-//    the destructor does not close a bound listener; start() waits for is_running() and stop()
-//    closes a never-started listener itself.
 //  - The pre-routing handler runs before a request body is read. Requests that carry a body are
 //    left to httplib (which reads it, bounded by the payload limit) and reach the same dispatch
 //    through catch-all handlers, so an unread body never poisons a keep-alive connection.
-//  - Server::set_tcp_nodelay() sets TCP_NODELAY on the listening socket, which accepted sockets
-//    inherit on Linux. Without it a response written as headers then body waits ~40 ms for the
-//    client's delayed ACK on every kept-alive request but the first.
 //  - The logger runs once per response written (including httplib's own 400/413/414), after the
-//    body and before the connection closes: that is where the ResponseObserver is called, and
-//    where a corked response is uncorked (see handle()).
-//  - Handlers are not given their socket, and each server thread serves one connection at a
-//    time; connection_socket() finds it by the addresses httplib puts in the Request.
+//    body: that is where the ResponseObserver is called.
+//  - Connections, threads, TLS and deadlines are not httplib's here: a ConnectionGuard calls
+//    Server::process_request() on complete requests only (connection_guard.h says why).
 #include "server/metrics_server.h"
+
+#include "server/basic_auth.h"
+#include "server/connection_guard.h"
+#include "server/tls_context.h"
+#include "server/web_config.h"
 
 #define ZLIB_CONST
 #include <httplib.h>
-#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -56,19 +54,6 @@
 namespace nle {
 namespace {
 
-constexpr std::size_t kThreads = 4;           // the host has 2 cores; a slow client holds one
-constexpr time_t kIoTimeoutSeconds = 10;      // per read/write on a client socket
-// How long a connection may sit idle before (or between) requests. Prometheus scrapes every
-// few seconds at most, so its connections are not kept across scrapes; the timeout also bounds
-// how long stop() waits on idle clients, because httplib only notices the closed listener
-// between requests.
-constexpr time_t kIdleTimeoutSeconds = 2;
-// Requests served on one connection before httplib closes it (its default is 5). A connection
-// starts with small TCP windows, and reconnecting every 5 scrapes of a 10k-series plain body cut
-// the scrape rate from 4.1k/s to 2.7k/s in bench/follow_bench.py. The price: four clients that
-// scrape back to back hold all four threads for up to this many requests each (well under a
-// second at those rates) while a fifth connection, a health probe say, waits in the backlog.
-constexpr std::size_t kKeepAliveMaxRequests = 1000;
 constexpr std::size_t kMaxRequestBody = 65536;  // we accept no bodies; this bounds the discard
 constexpr std::string_view kAllow = "GET, HEAD";
 constexpr std::string_view kTextContentType = "text/plain; charset=utf-8";
@@ -322,9 +307,10 @@ std::optional<HostPort> parse_listen_address(std::string_view address) {
   return hp;
 }
 
-// httplib reports only that binding failed. Repeat what it does (resolve, socket, SO_REUSEADDR,
-// bind, listen) to find out why; if that now succeeds the port was freed in between.
-std::string bind_failure_reason(const HostPort& hp) {
+// Binds and listens on one address: every address getaddrinfo gives is tried, the first that
+// binds is kept (IPv6 sockets also take IPv4, as httplib and Go do). SO_REUSEADDR only: httplib's
+// default SO_REUSEPORT would let a second exporter bind the same port silently.
+int listen_on(const HostPort& hp, std::string& error) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -332,13 +318,15 @@ std::string bind_failure_reason(const HostPort& hp) {
   addrinfo* result = nullptr;
   const std::string service = std::to_string(hp.port);
   if (const int rc = ::getaddrinfo(hp.host.c_str(), service.c_str(), &hints, &result); rc != 0) {
-    return ::gai_strerror(rc);
+    error = ::gai_strerror(rc);
+    return -1;
   }
-  std::string reason = "unknown error";
-  for (addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
+  int bound = -1;
+  error = "no address to bind";
+  for (addrinfo* ai = result; ai != nullptr && bound < 0; ai = ai->ai_next) {
     const int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0) {
-      reason = std::strerror(errno);
+      error = std::strerror(errno);
       continue;
     }
     int yes = 1;
@@ -347,86 +335,100 @@ std::string bind_failure_reason(const HostPort& hp) {
       int no = 0;
       ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &no, sizeof no);
     }
-    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd, 1) != 0) {
-      reason = std::strerror(errno);
+    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd, SOMAXCONN) != 0) {
+      error = std::strerror(errno);
+      ::close(fd);
+      continue;
     }
-    ::close(fd);
+    bound = fd;
   }
   ::freeaddrinfo(result);
-  return reason;
+  return bound;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Coalescing a response into full TCP segments.
-
-int port_of(const sockaddr_storage& addr) {
-  if (addr.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in&>(addr).sin_port);
-  if (addr.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6&>(addr).sin6_port);
-  return -1;
-}
-
-// The numeric address as httplib spells Request::remote_addr and local_addr; "" if none.
-std::string numeric_host(const sockaddr_storage& addr, socklen_t length) {
-  char host[NI_MAXHOST];
-  if (::getnameinfo(reinterpret_cast<const sockaddr*>(&addr), length, host, sizeof host, nullptr, 0,
-                    NI_NUMERICHOST) != 0) {
-    return "";
+// The numeric host and port a listening socket is bound to.
+MetricsServer::Endpoint endpoint_of(int fd) {
+  MetricsServer::Endpoint e;
+  sockaddr_storage addr{};
+  socklen_t length = sizeof addr;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) != 0) return e;
+  char host[NI_MAXHOST] = {};
+  char service[NI_MAXSERV] = {};
+  if (::getnameinfo(reinterpret_cast<const sockaddr*>(&addr), length, host, sizeof host, service, sizeof service,
+                    NI_NUMERICHOST | NI_NUMERICSERV) == 0) {
+    e.host = host;
+    e.port = std::atoi(service);
   }
-  return host;
+  return e;
 }
 
-// Whether `fd` is the TCP connection `req` came on: both ends' addresses and ports, which no
-// other open connection shares.
-bool is_connection_of(int fd, const httplib::Request& req) {
-  sockaddr_storage local{};
-  sockaddr_storage peer{};
-  socklen_t local_length = sizeof local;
-  socklen_t peer_length = sizeof peer;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_length) != 0 ||
-      ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_length) != 0) {
-    return false;
-  }
-  return port_of(local) == req.local_port && port_of(peer) == req.remote_port &&
-         numeric_host(peer, peer_length) == req.remote_addr && numeric_host(local, local_length) == req.local_addr;
-}
-
-// The socket `req` came on, or -1. httplib 0.11 does not give handlers their socket; each server
-// thread serves one connection at a time, so the last one found is checked first (two system
-// calls) and the process's descriptors are searched only for a new connection.
-int connection_socket(const httplib::Request& req) {
-  thread_local int last = -1;
-  if (last >= 0 && is_connection_of(last, req)) return last;
-  last = -1;
-  DIR* fds = ::opendir("/proc/self/fd");
-  if (fds == nullptr) return -1;
-  while (const dirent* entry = ::readdir(fds)) {
-    int fd = -1;
-    const std::string_view name = entry->d_name;
-    if (std::from_chars(name.data(), name.data() + name.size(), fd).ec != std::errc{} || fd == ::dirfd(fds)) continue;
-    if (is_connection_of(fd, req)) {
-      last = fd;
-      break;
-    }
-  }
-  ::closedir(fds);
-  return last;
-}
-
-// Set while this server thread writes a response it corked.
-thread_local int corked_socket = -1;
-
-void set_cork(int fd, bool on) {
-  const int value = on ? 1 : 0;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_CORK, &value, sizeof value);
-}
-
-// Exposes the listening socket so that a bound but never started server can be closed.
-class HttpServer final : public httplib::Server {
+// httplib's request handling, reachable from a ConnectionGuard: process_request is protected.
+// httplib also stops writing a response body as soon as it believes its own listen loop is not
+// running (is_running()), so it is given a loop that never accepts anything: its "listening
+// socket" is the read end of a pipe, which it only ever waits on, until a byte written to the
+// pipe makes its accept() fail and the loop end.
+class RequestProcessor final : public httplib::Server {
  public:
-  void close_unstarted_listener() {
-    const socket_t sock = svr_sock_.exchange(INVALID_SOCKET);
-    if (sock != INVALID_SOCKET) ::close(sock);
+  using httplib::Server::process_request;
+
+  ~RequestProcessor() override { stop_idle_loop(); }
+
+  // Returns false if the loop could not be started.
+  bool start_idle_loop() {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) return false;
+    svr_sock_ = fds[0];
+    wake_ = fds[1];
+    new_task_queue = [] { return new NoTasks; };
+    set_idle_interval(3600, 0);  // wait on the pipe, never call accept() before it is written
+    loop_ = std::thread([this] { listen_after_bind(); });
+    while (!is_running() && !loop_ended_()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return is_running();
   }
+  void stop_idle_loop() {
+    if (!loop_.joinable()) return;
+    const char byte = 0;
+    [[maybe_unused]] const ssize_t w = ::write(wake_, &byte, 1);
+    loop_.join();
+    ::close(wake_);
+  }
+
+ private:
+  struct NoTasks final : httplib::TaskQueue {
+    void enqueue(std::function<void()>) override {}
+    void shutdown() override {}
+  };
+  bool loop_ended_() const { return svr_sock_ == INVALID_SOCKET; }
+  std::thread loop_;
+  int wake_ = -1;
+};
+
+// exporter-toolkit's rate_limit: a token bucket of `burst` tokens refilled at one per interval
+// (Go's rate.NewLimiter(rate.Every(interval), burst)); it starts full. Thread-safe.
+class RateLimiter {
+ public:
+  bool allow(const RateLimit& limit) {
+    if (limit.interval.count() <= 0) return true;
+    std::lock_guard lock(mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    if (limit.interval != current_.interval || limit.burst != current_.burst) {
+      current_ = limit;  // a changed config starts a full bucket
+      tokens_ = limit.burst;
+      last_ = now;
+    }
+    tokens_ = std::min<double>(limit.burst, tokens_ + std::chrono::duration<double>(now - last_) /
+                                                          std::chrono::duration<double>(limit.interval));
+    last_ = now;
+    if (tokens_ < 1) return false;
+    tokens_ -= 1;
+    return true;
+  }
+
+ private:
+  std::mutex mutex_;
+  RateLimit current_;
+  double tokens_ = 0;
+  std::chrono::steady_clock::time_point last_;
 };
 
 // One rendered body of the render cache. Immutable once published, except for its gzip form,
@@ -524,12 +526,26 @@ struct MetricsServer::Impl {
   std::atomic<std::uint64_t> gzips{0};
   std::string landing;
   std::atomic<bool> ready{false};
-  std::atomic<int> port{0};
   State state = State::idle;
-  HttpServer http;
-  std::thread thread;
-  std::atomic<bool> listen_returned{false};
+  RequestProcessor http;
+  std::vector<int> listeners;  // bound, until the guard owns them
+  std::vector<Endpoint> endpoints;
+  bool tls = false;
+  std::unique_ptr<ConnectionGuard> guard;
+  // The web config, read again for each request when its file changed (see current_web_config).
+  struct WebConfigCache {
+    std::mutex mutex;
+    std::string stamp;  // device, inode, size and modification time of the file read
+    std::shared_ptr<const WebConfig> config;
+    std::string last_logged;  // the last error logged, so a broken file is logged once
+  };
+  WebConfigCache web;
+  BasicAuthenticator auth;
+  RateLimiter rate_limiter;
 
+  void log_error(const std::string& message);
+  std::shared_ptr<const WebConfig> current_web_config();
+  bool admit(const httplib::Request& req, httplib::Response& res);
   void configure();
   void handle(const httplib::Request& req, httplib::Response& res) noexcept;
   void dispatch(const httplib::Request& req, httplib::Response& res);
@@ -539,18 +555,11 @@ struct MetricsServer::Impl {
 };
 
 void MetricsServer::Impl::configure() {
-  http.new_task_queue = [] { return new httplib::ThreadPool(kThreads); };
-  http.set_tcp_nodelay(true);
-  http.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  });
-  http.set_read_timeout(kIoTimeoutSeconds, 0);
-  http.set_write_timeout(kIoTimeoutSeconds, 0);
-  http.set_keep_alive_timeout(kIdleTimeoutSeconds);
-  http.set_keep_alive_max_count(kKeepAliveMaxRequests);
   http.set_payload_max_length(kMaxRequestBody);
-
+  // Only for the Keep-Alive header httplib writes: the guard enforces these.
+  const GuardLimits limits;
+  http.set_keep_alive_timeout(std::chrono::duration_cast<std::chrono::seconds>(limits.idle_timeout).count());
+  http.set_keep_alive_max_count(limits.keep_alive_max_requests);
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (carries_body(req)) return httplib::Server::HandlerResponse::Unhandled;
     handle(req, res);
@@ -564,10 +573,6 @@ void MetricsServer::Impl::configure() {
   http.Delete(".*", after_body);
 
   http.set_logger([this](const httplib::Request&, const httplib::Response& res) {
-    if (corked_socket >= 0) {
-      set_cork(corked_socket, false);  // sends what is left of the response now
-      corked_socket = -1;
-    }
     if (!observer) return;
     try {
       observer(res.status);
@@ -577,16 +582,70 @@ void MetricsServer::Impl::configure() {
   });
 }
 
+void MetricsServer::Impl::log_error(const std::string& message) {
+  if (!options.log_error) return;
+  try {
+    options.log_error(message);
+  } catch (...) {
+    // The logger is the caller's; a throw must not take down a server thread.
+  }
+}
+
+// The web config as its file is now: parsed again when the file's identity, size or
+// modification time changed since the last read, which is how the toolkit's per-request
+// re-read behaves without parsing YAML for every scrape. Null (and logged once per distinct
+// error) when the file no longer reads or parses.
+std::shared_ptr<const WebConfig> MetricsServer::Impl::current_web_config() {
+  struct stat st{};
+  std::string stamp;
+  if (::stat(options.web_config_file.c_str(), &st) == 0) {
+    stamp = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" +
+            std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+  }
+  std::lock_guard lock(web.mutex);
+  if (!stamp.empty() && stamp == web.stamp && web.config) return web.config;
+  WebConfigResult loaded = load_web_config(options.web_config_file);
+  if (!loaded.config) {
+    web.config.reset();
+    web.stamp.clear();
+    if (loaded.error != web.last_logged) {
+      web.last_logged = loaded.error;
+      log_error("the web config does not load; requests get 500 until it is fixed: " + loaded.error);
+    }
+    return nullptr;
+  }
+  web.last_logged.clear();
+  web.stamp = stamp;
+  web.config = std::make_shared<const WebConfig>(std::move(*loaded.config));
+  return web.config;
+}
+
+// The web config's checks, in exporter-toolkit's order. Returns false after writing the
+// refusal into `res`.
+bool MetricsServer::Impl::admit(const httplib::Request& req, httplib::Response& res) {
+  if (options.web_config_file.empty()) return true;
+  const std::shared_ptr<const WebConfig> config = current_web_config();
+  if (!config) {
+    respond(res, 500, kTextContentType, "Internal Server Error\n");
+    return false;
+  }
+  if (!rate_limiter.allow(config->rate_limit)) {
+    respond(res, 429, kTextContentType, "Too Many Requests\n");
+    return false;
+  }
+  for (const auto& [name, value] : config->headers) res.set_header(name, value);
+  if (!auth.allows(config->users, req.get_header_value("Authorization"))) {
+    res.set_header("WWW-Authenticate", "Basic");
+    respond(res, 401, kTextContentType, "Unauthorized\n");
+    return false;
+  }
+  return true;
+}
+
 void MetricsServer::Impl::handle(const httplib::Request& req,
                                  httplib::Response& res) noexcept {
-  // httplib writes the status line and headers, then the body, in two send() calls; with
-  // TCP_NODELAY the headers leave as a segment of their own, which halved the rate of large
-  // scrapes. Corked, both go out in full segments; the logger, called once the response is
-  // written, uncorks.
-  corked_socket = connection_socket(req);
-  if (corked_socket >= 0) set_cork(corked_socket, true);
   try {
-    dispatch(req, res);
+    if (admit(req, res)) dispatch(req, res);
   } catch (...) {
     try {
       res.headers.clear();
@@ -632,7 +691,14 @@ std::string MetricsServer::Impl::render_now(ExpositionFormat format) {
   render_options.format = format;
   render_options.include_created = format == ExpositionFormat::openmetrics;
   // The caller's lock is held inside snapshot() only; rendering and compression run outside it.
-  return render(snapshot(), render_options);
+  Snapshot families = snapshot();
+  if (!options.hidden_family_prefixes.empty()) {
+    std::erase_if(families, [this](const Family& f) {
+      return std::any_of(options.hidden_family_prefixes.begin(), options.hidden_family_prefixes.end(),
+                         [&f](const std::string& prefix) { return f.name.rfind(prefix, 0) == 0; });
+    });
+  }
+  return render(families, render_options);
 }
 
 // A body for a scrape that arrived at `arrived`, under the contract in the header: the cached
@@ -697,6 +763,12 @@ std::shared_ptr<RenderedBody> MetricsServer::Impl::cached_body(ExpositionFormat 
 
 void MetricsServer::Impl::serve_metrics(const httplib::Request& req, httplib::Response& res) {
   const Clock::time_point arrived = Clock::now();
+  // --web.max-requests, as promhttp's MaxRequestsInFlight answers it. This request is counted.
+  if (options.max_requests > 0 && guard && guard->in_flight() > options.max_requests) {
+    respond(res, 503, kTextContentType,
+            "Limit of concurrent requests reached (" + std::to_string(options.max_requests) + "), try again later.\n");
+    return;
+  }
   const ExpositionFormat format = negotiate_format(joined_header(req, "Accept"));
   const bool want_gzip = accepts_gzip(joined_header(req, "Accept-Encoding"));
   // HEAD renders too, so that its Content-Length and Content-Encoding are GET's; httplib then
@@ -750,69 +822,91 @@ MetricsServer::~MetricsServer() { stop(); }
 
 std::string MetricsServer::bind() {
   Impl& d = *impl_;
-  const std::string& address = d.options.listen_address;
+  if (d.state != Impl::State::idle) return "cannot listen: already bound";
   try {
-    if (d.state != Impl::State::idle) return "cannot listen on " + address + ": already bound";
     if (d.options.telemetry_path.empty() || d.options.telemetry_path.front() != '/') {
       return "invalid telemetry path \"" + d.options.telemetry_path + "\": must start with '/'";
     }
-    const std::optional<HostPort> hp = parse_listen_address(address);
-    if (!hp) {
-      return "cannot listen on " + address + ": invalid address (want host:port or [ipv6]:port)";
+    if (!d.options.web_config_file.empty()) {
+      // Strict at start-up: a config that does not parse, or certificates that do not load,
+      // stop the exporter here instead of failing every request later.
+      const WebConfigResult loaded = load_web_config(d.options.web_config_file);
+      if (!loaded.config) return "invalid --web.config.file " + loaded.error;
+      if (loaded.config->tls.enabled) {
+        const TlsContextResult context = make_tls_context(loaded.config->tls);
+        if (!context.context) return "invalid --web.config.file " + d.options.web_config_file + ": " + context.error;
+        d.tls = true;
+      }
     }
-    int bound = 0;
-    if (hp->port == 0) {
-      bound = d.http.bind_to_any_port(hp->host);
-    } else if (d.http.bind_to_port(hp->host, hp->port)) {
-      bound = hp->port;
+    if (d.options.systemd_socket) {
+      const int n = sd_listen_fds(1);
+      if (n <= 0) return "no socket activation file descriptors found";
+      for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; ++fd) {
+        if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+          return "socket activation: file descriptor " + std::to_string(fd) + " is not a listening stream socket";
+        }
+        ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+        d.listeners.push_back(fd);
+      }
     } else {
-      bound = -1;
+      if (d.options.listen_addresses.empty()) return "no --web.listen-address to serve on";
+      for (const std::string& address : d.options.listen_addresses) {
+        const std::optional<HostPort> hp = parse_listen_address(address);
+        if (!hp) {
+          for (const int fd : d.listeners) ::close(fd);
+          d.listeners.clear();
+          return "cannot listen on " + address + ": invalid address (want host:port or [ipv6]:port)";
+        }
+        std::string error;
+        const int fd = listen_on(*hp, error);
+        if (fd < 0) {
+          for (const int l : d.listeners) ::close(l);
+          d.listeners.clear();
+          return "cannot listen on " + address + ": " + error;
+        }
+        d.listeners.push_back(fd);
+      }
     }
-    if (bound <= 0) {
-      d.http.close_unstarted_listener();  // getsockname() may fail after a successful bind
-      return "cannot listen on " + address + ": " + bind_failure_reason(*hp);
-    }
-    d.port.store(bound);
+    for (const int fd : d.listeners) d.endpoints.push_back(endpoint_of(fd));
     d.state = Impl::State::bound;
     return "";
   } catch (const std::exception& e) {
-    return "cannot listen on " + address + ": " + e.what();
+    return std::string("cannot listen: ") + e.what();
   }
 }
 
-int MetricsServer::port() const { return impl_->port.load(); }
+int MetricsServer::port() const { return impl_->endpoints.empty() ? 0 : impl_->endpoints.front().port; }
 
-void MetricsServer::start() {
+std::vector<MetricsServer::Endpoint> MetricsServer::endpoints() const { return impl_->endpoints; }
+
+bool MetricsServer::tls() const { return impl_->tls; }
+
+std::string MetricsServer::start() {
   Impl& d = *impl_;
-  if (d.state != Impl::State::bound) return;
-  try {
-    d.thread = std::thread([&d] {
-      d.http.listen_after_bind();
-      d.listen_returned.store(true);
-    });
-  } catch (...) {
-    return;  // no thread: stays bound, stop() closes the listener
+  if (d.state != Impl::State::bound) return "";
+  ConnectionGuard::TlsSource tls;
+  if (d.tls) {
+    auto source = std::make_shared<TlsContextSource>(d.options.web_config_file);
+    tls = [source] { return source->current(); };
   }
+  d.guard = std::make_unique<ConnectionGuard>(
+      GuardLimits{}, std::move(d.listeners),
+      [&d](httplib::Stream& stream, bool close_connection, bool& connection_closed) {
+        return d.http.process_request(stream, close_connection, connection_closed, nullptr);
+      },
+      std::move(tls), [&d](const std::string& message) { d.log_error(message); });
+  d.listeners.clear();
   d.state = Impl::State::running;
-  // Server::stop() is a no-op until the listen loop has marked itself running, so wait for that.
-  // The socket already listens, so connections made after this returns queue in the backlog.
-  while (!d.http.is_running() && !d.listen_returned.load()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  if (!d.http.start_idle_loop()) return "cannot start serving: httplib's loop did not start";
+  return d.guard->start();
 }
 
 void MetricsServer::stop() {
   Impl& d = *impl_;
-  try {
-    if (d.state == Impl::State::running) {
-      d.http.stop();
-      if (d.thread.joinable()) d.thread.join();
-    } else if (d.state == Impl::State::bound) {
-      d.http.close_unstarted_listener();
-    }
-  } catch (...) {
-    // join() only throws for a thread that is not joinable, which we checked.
-  }
+  if (d.guard) d.guard->stop();
+  d.http.stop_idle_loop();
+  for (const int fd : d.listeners) ::close(fd);
+  d.listeners.clear();
   if (d.state != Impl::State::idle) d.state = Impl::State::stopped;
 }
 

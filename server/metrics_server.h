@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "exporter/exposition.h"
 #include "exporter/snapshot.h"
@@ -17,7 +18,23 @@
 namespace nle {
 
 struct ServerOptions {
-  std::string listen_address = "127.0.0.1:9761";  // host:port, [v6]:port; port 0 picks a free one
+  // Every address is served: host:port, [v6]:port, :port (all IPv4); port 0 picks a free one.
+  std::vector<std::string> listen_addresses = {"127.0.0.1:9761"};
+  // Serve the sockets systemd passes (sd_listen_fds) instead of listen_addresses.
+  bool systemd_socket = false;
+  // exporter-toolkit web config (TLS, basic auth, headers, rate limit); "" serves plain HTTP to
+  // everyone. Read at bind() (an error there is fatal), then again for every request, and for
+  // every TLS handshake.
+  std::string web_config_file;
+  // Telemetry requests queued or being answered at once; beyond it a scrape gets 503 with
+  // node_exporter's text. 0: no limit.
+  std::size_t max_requests = 40;
+  // Families whose name starts with one of these are left off the page
+  // (--web.disable-exporter-metrics).
+  std::vector<std::string> hidden_family_prefixes;
+  // Where errors met while serving go (a web config that broke, a refused TLS handshake): one
+  // message per change, not per request.
+  std::function<void(const std::string& message)> log_error;
   std::string telemetry_path = "/metrics";
   std::string version = "unknown";
   std::string revision = "unknown";
@@ -55,8 +72,13 @@ bool accepts_gzip(std::string_view accept_encoding_header);
 // Other methods on these paths get 405 with `Allow: GET, HEAD`; any method on any other path
 // gets 404. No exception escapes; a throwing snapshot callback gives a 500.
 //
-// Responses go out with TCP_NODELAY, so a kept-alive scrape does not wait for a delayed ACK, and
-// corked while they are written, so headers and body leave together in full segments.
+// With a web config, every request first passes its checks, in the toolkit's order: a config
+// that no longer parses gives 500 (and is logged), then the rate limit 429, then the configured
+// headers are set, then basic auth 401 with `WWW-Authenticate: Basic`.
+//
+// Connections are handled by a ConnectionGuard (connection_guard.h): slow or idle clients never
+// hold a server thread, pipelined requests are answered in order, and responses go out with
+// TCP_NODELAY and corked while they are written, so headers and body leave in full segments.
 //
 // Render cache. Without a GenerationFn every scrape takes a snapshot, renders it and compresses
 // it. With one, the caller promises a number that changes whenever the counts it wants visible
@@ -83,7 +105,7 @@ bool accepts_gzip(std::string_view accept_encoding_header);
 //
 // bind(), start(), stop() and the destructor are called from one owning thread; set_ready() and
 // port() from any thread. The snapshot, generation and observer callbacks run on server threads
-// (up to four at once) and must be thread-safe; the snapshot callback is where the caller takes
+// (up to eight at once) and must be thread-safe; the snapshot callback is where the caller takes
 // its lock, and it should only copy; the generation callback should be cheap.
 class MetricsServer {
  public:
@@ -98,15 +120,22 @@ class MetricsServer {
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
 
-  // Binds the listen address. Returns an error message (port in use, bad address) or "", e.g.
+  // Reads the web config (strictly; TLS certificates too) and binds every listen address, or
+  // takes systemd's sockets. Returns an error message or "", e.g.
   // "cannot listen on 127.0.0.1:9761: Address already in use". Binds at most once.
   std::string bind();
-  int port() const;  // the bound port (the real one when port 0 was asked for); 0 before bind()
+  int port() const;  // the first bound port (the real one when port 0 was asked for); 0 before bind()
+  struct Endpoint {
+    std::string host;  // numeric, as bound
+    int port = 0;
+  };
+  std::vector<Endpoint> endpoints() const;  // every bound listener, after bind()
+  bool tls() const;                         // whether the web config turned TLS on
   // Serves on background threads; bind() first (does nothing otherwise). When it returns, the
   // listener accepts connections.
-  void start();
-  // Closes the listener and waits for the threads: a request in flight finishes first (each
-  // socket read/write is bounded by 10 s) and an idle client connection is dropped within 2 s.
+  std::string start();  // "" or why serving could not start
+  // Closes the listeners and waiting connections and waits for the threads: a request in
+  // flight finishes first (its body read and its response write are bounded by 10 s each).
   // Idempotent; a bound but never started listener is closed.
   void stop();
   void set_ready(bool ready);  // /-/ready answers 503 until set

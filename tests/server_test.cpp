@@ -279,7 +279,7 @@ std::string openmetrics_text(const Snapshot& s) {
 
 ServerOptions loopback(std::string telemetry_path = "/metrics") {
   ServerOptions o;
-  o.listen_address = "127.0.0.1:0";
+  o.listen_addresses = {"127.0.0.1:0"};
   o.telemetry_path = std::move(telemetry_path);
   o.version = "1.2.3";
   o.revision = "abc123def456";
@@ -665,9 +665,9 @@ TEST_CASE("a port already in use gives a bind error naming the address", "[serve
   MetricsServer first(loopback(), test_snapshot);
   REQUIRE(first.bind().empty());
   ServerOptions o = loopback();
-  o.listen_address = "127.0.0.1:" + std::to_string(first.port());
+  o.listen_addresses = {"127.0.0.1:" + std::to_string(first.port())};
   MetricsServer second(o, test_snapshot);
-  CHECK(second.bind() == "cannot listen on " + o.listen_address + ": Address already in use");
+  CHECK(second.bind() == "cannot listen on " + o.listen_addresses[0] + ": Address already in use");
 }
 
 TEST_CASE("a bound but never started server releases its port", "[server][bind]") {
@@ -678,7 +678,7 @@ TEST_CASE("a bound but never started server releases its port", "[server][bind]"
     port = first.port();
   }
   ServerOptions o = loopback();
-  o.listen_address = "127.0.0.1:" + std::to_string(port);
+  o.listen_addresses = {"127.0.0.1:" + std::to_string(port)};
   MetricsServer again(o, test_snapshot);
   CHECK(again.bind().empty());
   CHECK(again.port() == port);
@@ -689,7 +689,7 @@ TEST_CASE("malformed listen addresses give an error instead of throwing", "[serv
                               "::1:9761", "[::1]9761", "[]:9761", "127.0.0.1:-1"}) {
     CAPTURE(address);
     ServerOptions o = loopback();
-    o.listen_address = address;
+    o.listen_addresses = {address};
     MetricsServer s(o, test_snapshot);
     const std::string error = s.bind();
     CHECK(error.find(std::string("cannot listen on ") + address + ": ") == 0);
@@ -705,7 +705,7 @@ TEST_CASE("a telemetry path without a leading slash is refused at bind", "[serve
 
 TEST_CASE("an IPv6 listen address in brackets is served", "[server][bind]") {
   ServerOptions o = loopback();
-  o.listen_address = "[::1]:0";
+  o.listen_addresses = {"[::1]:0"};
   MetricsServer s(o, test_snapshot);
   const std::string error = s.bind();
   if (!error.empty()) {
