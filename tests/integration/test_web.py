@@ -55,6 +55,17 @@ def bcrypt_hash(password: str, cost: int = 5) -> str:
     return result.stdout.decode().strip().lstrip(":")
 
 
+def stop_process(proc):
+    """SIGTERM, then SIGKILL if it has not exited within 15 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def basic_header(user, password):
     import base64
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
@@ -103,15 +114,7 @@ class WebTest(unittest.TestCase):
             proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
         self.stderr_path = stderr_path
 
-        def stop():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        self.addCleanup(stop)
+        self.addCleanup(stop_process, proc)
         if wait_ready:
             def listening():
                 if proc.poll() is not None:
@@ -405,15 +408,7 @@ class WebTest(unittest.TestCase):
                                      "--web.systemd-socket", "--web.listen-address", "127.0.0.1:1", str(SAMPLE)],
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
 
-        def stop():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        self.addCleanup(stop)
+        self.addCleanup(stop_process, proc)
         # systemd-socket-activate listens first and starts the exporter on the first connection.
         status = harness.wait_for(lambda: harness.http_get(f"http://127.0.0.1:{port}/metrics", timeout=5)[0],
                                   timeout=20, message="a scrape through the activated socket")
