@@ -298,7 +298,7 @@ class TempFileStepPointStore final : public StepPointStore {
     while (left > 0) {
       const ssize_t n = ::pwrite(fd_, data, left, static_cast<off_t>(size_));
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return fail("cannot write the temporary file of step samples");
+      if (n <= 0) return fail("cannot write the temporary file of step samples", n < 0 ? errno : 0);
       data += n;
       left -= static_cast<std::size_t>(n);
       size_ += static_cast<std::uint64_t>(n);
@@ -315,7 +315,7 @@ class TempFileStepPointStore final : public StepPointStore {
       const ssize_t n = ::pread(fd_, buffer.data(), want, static_cast<off_t>(offset));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0 || static_cast<std::size_t>(n) % sizeof(StepPoint) != 0) {
-        return fail("cannot read the temporary file of step samples");
+        return fail("cannot read the temporary file of step samples", n < 0 ? errno : 0);
       }
       offset += static_cast<std::uint64_t>(n);
       visit(std::span<const StepPoint>(buffer.data(), static_cast<std::size_t>(n) / sizeof(StepPoint)));
@@ -326,8 +326,8 @@ class TempFileStepPointStore final : public StepPointStore {
   const std::string& error() const override { return error_; }
 
  private:
-  bool fail(const char* what) {
-    error_ = std::string(what) + ": " + (errno != 0 ? std::strerror(errno) : "short transfer");
+  bool fail(const char* what, int err) {
+    error_ = std::string(what) + ": " + (err != 0 ? std::strerror(err) : "short transfer");
     return false;
   }
 

@@ -3,6 +3,7 @@ serves. The values Prometheus returns at an instant must be what a plain replay 
 that instant counts."""
 import datetime
 import json
+import os
 import pathlib
 import re
 import shutil
@@ -160,6 +161,14 @@ class BackfillTest(unittest.TestCase):
         self.assertEqual(result.returncode, 0)
         self.assertEqual(result.stdout, b"# EOF\n")
         self.assertIn("no line carried a timestamp", result.stderr.decode())
+
+    def test_step_samples_wait_in_tmpdir_and_a_missing_one_is_an_error_before_reading(self):
+        missing = self.tmp / "no-such-dir"
+        result = subprocess.run([harness.BINARY, "replay", "--step", "1m", harness.TESTDATA / "golden" / "json.log"],
+                                env={**os.environ, "TMPDIR": str(missing)}, capture_output=True, timeout=60)
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.stdout, b"")
+        self.assertIn(f"cannot create a temporary file in {missing}: No such file or directory", result.stderr.decode())
 
     def test_step_with_an_output_format_or_threads_is_a_usage_error(self):
         for args in (["--output-format", "openmetrics"], ["--threads", "2"], []):
