@@ -11,6 +11,7 @@ namespace nle {
 RegistryOptions registry_options(const IngestConfig& config) {
   RegistryOptions options;
   options.max_series_per_family = config.max_series;
+  options.max_label_bytes = config.max_label_bytes;
   options.cp_version = config.cp_version;
   options.cp_git_commit = config.cp_git_commit;
   options.exporter_version = NLE_VERSION;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cmd/commands.h"
+#include "exporter/registry.h"
 
 namespace {
 
@@ -38,6 +39,7 @@ struct IngestFlags {
   std::string input_format = "auto";
   std::size_t max_line_bytes = 1 << 20;
   std::size_t max_series = 10000;
+  std::size_t max_label_bytes = 1024;
   std::string cp_version;
   std::string cp_git_commit;
 };
@@ -53,6 +55,11 @@ void add_ingest_flags(CLI::App& command, IngestFlags& flags) {
   command.add_option("--max-series", flags.max_series, "Label sets per family; events beyond are counted as dropped")
       ->check(CLI::Range(std::size_t{1}, std::size_t{10000000}))
       ->capture_default_str();
+  command.add_option("--max-label-bytes", flags.max_label_bytes,
+                     "Longer label values count under a truncated, marked value (accepts KiB/MiB)")
+      ->transform(CLI::AsSizeValue(false))
+      ->check(CLI::Range(nle::kMinMaxLabelBytes, std::size_t{1} << 20))
+      ->capture_default_str();
   command.add_option("--cp-version", flags.cp_version, "Control plane version label (default: from its log)");
   command.add_option("--cp-git-commit", flags.cp_git_commit, "Control plane git_commit label (default: from its log)");
 }
@@ -62,6 +69,7 @@ nle::IngestConfig ingest_config(const IngestFlags& flags) {
   config.input_format = *nle::parse_input_format(flags.input_format);  // IsMember checked it
   config.max_line_bytes = flags.max_line_bytes;
   config.max_series = flags.max_series;
+  config.max_label_bytes = flags.max_label_bytes;
   if (!flags.cp_version.empty()) config.cp_version = flags.cp_version;
   if (!flags.cp_git_commit.empty()) config.cp_git_commit = flags.cp_git_commit;
   return config;

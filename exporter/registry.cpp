@@ -54,6 +54,23 @@ void append_key_part(std::string& key, std::string_view value) {
   for (std::size_t i = 0; i < 4; ++i) key[length_at + i] = static_cast<char>((length >> (8 * i)) & 0xFFU);
 }
 
+// A label value within the cap as it is (the common case, one compare), else its bounded form
+// built in `scratch`. `truncated` says which.
+std::string_view bounded_label_value(std::string_view value, std::size_t max_bytes, std::string& scratch,
+                                     bool& truncated) {
+  truncated = false;
+  if (value.size() <= max_bytes && is_valid_utf8(value)) return value;
+  if (value.size() <= max_bytes) {
+    // Invalid bytes grow into U+FFFD (up to three bytes each): the sanitized form decides.
+    scratch.clear();
+    append_sanitized_utf8(scratch, value);
+    if (scratch.size() <= max_bytes) return scratch;
+  }
+  truncated = true;
+  scratch = truncate_label_value(value, max_bytes);
+  return scratch;
+}
+
 // The next label value of a key, consumed from its front; `key` must hold at least 4 bytes.
 std::string_view next_key_part(std::string_view& key) {
   std::uint32_t length = 0;
@@ -207,6 +224,7 @@ Family gauge_family(std::string name, std::string help, std::vector<std::string>
 struct Registry::Impl {
   explicit Impl(RegistryOptions registry_options)
       : options(std::move(registry_options)),
+        max_label_bytes(std::max(options.max_label_bytes, kMinMaxLabelBytes)),
         created_at(now()),
         compliance_failures("nixfleet_compliance_failure_events",
                             "ComplianceFailure reports received, per control and host.", {"control_id", "host"},
@@ -238,6 +256,10 @@ struct Registry::Impl {
                     options.max_series_per_family),
         http_requests("nixfleet_log_exporter_http_requests", "HTTP requests served, per status code.", {"code"},
                       options.max_series_per_family),
+        label_values_truncated("nixfleet_log_exporter_label_values_truncated",
+                               "Label values longer than --max-label-bytes, counted under a truncated, marked value, "
+                               "per label name.",
+                               {"label"}, kUncapped),
         exporter_build_info{sanitize_utf8(or_unknown(options.exporter_branch)),
                             sanitize_utf8(or_unknown(options.exporter_compiler)),
                             sanitize_utf8(or_unknown(options.exporter_platform)),
@@ -266,7 +288,8 @@ struct Registry::Impl {
     return std::array{&self.compliance_failures, &self.runtime_gate_errors, &self.gate_blocks,
                       &self.lines_read,          &self.bytes_read,          &self.events,
                       &self.lines_skipped,       &self.series_dropped,      &self.truncations,
-                      &self.rotations,           &self.read_errors,         &self.http_requests};
+                      &self.rotations,           &self.read_errors,         &self.http_requests,
+                      &self.label_values_truncated};
   }
   auto counter_families() { return counter_families_of(*this); }
   auto counter_families() const { return counter_families_of(*this); }
@@ -282,10 +305,24 @@ struct Registry::Impl {
     }
   }
 
+  // Counts `n` under the label values (in the family's label-name order), each bounded by
+  // max_label_bytes; every value truncated adds `n` to label_values_truncated{label}.
   void count_labels(CounterFamily& family, std::initializer_list<std::string_view> label_values, std::uint64_t n) {
     series_key.clear();
-    for (std::string_view value : label_values) append_key_part(series_key, value);
+    std::size_t label = 0;
+    for (std::string_view value : label_values) {
+      bool truncated = false;
+      append_key_part(series_key, bounded_label_value(value, max_label_bytes, label_scratch, truncated));
+      if (truncated) count_truncation(family.label_names()[label], n);
+      ++label;
+    }
     count_key(family, series_key, n);
+  }
+
+  void count_truncation(std::string_view label_name, std::uint64_t n) {
+    drop_key.clear();
+    append_key_part(drop_key, label_name);
+    count_key(label_values_truncated, drop_key, n);
   }
 
   void count_drop(const CounterFamily& family, std::uint64_t n) {
@@ -307,15 +344,18 @@ struct Registry::Impl {
     }
   }
 
-  void take_logged_build_info(std::string_view version, std::string_view git_commit, std::uint64_t order) {
+  // `count` is false for values already counted once (a merge, a restore).
+  void take_logged_build_info(std::string_view version, std::string_view git_commit, std::uint64_t order,
+                              bool count) {
     if (version.empty()) return;
     if (has_logged_build_info && order < logged_build_info_order) return;
     has_logged_build_info = true;
     logged_build_info_order = order;
-    logged_version.clear();
-    append_sanitized_utf8(logged_version, version);
-    logged_git_commit.clear();
-    append_sanitized_utf8(logged_git_commit, or_unknown(git_commit));
+    bool truncated = false;
+    logged_version.assign(bounded_label_value(version, max_label_bytes, label_scratch, truncated));
+    if (truncated && count) count_truncation("version", 1);
+    logged_git_commit.assign(bounded_label_value(or_unknown(git_commit), max_label_bytes, label_scratch, truncated));
+    if (truncated && count) count_truncation("git_commit", 1);
   }
 
   CounterFamily* counter_family_named(std::string_view name) {
@@ -327,7 +367,8 @@ struct Registry::Impl {
 
   // The saved label values in `family`'s label-name order, as a series key; false when the saved
   // names are not exactly the family's (a family that gained or lost a label between versions).
-  static bool saved_key(const CounterFamily& family, const CounterState& saved, std::string& key) {
+  // Values are bounded as record() bounds them (a state file written with a larger cap).
+  bool saved_key(const CounterFamily& family, const CounterState& saved, std::string& key) {
     const std::vector<std::string>& names = family.label_names();
     if (saved.label_names.size() != names.size() || saved.label_values.size() != names.size()) return false;
     key.clear();
@@ -340,7 +381,8 @@ struct Registry::Impl {
       const std::string& value = saved.label_values[static_cast<std::size_t>(at - saved.label_names.begin())];
       // record() never makes an empty label value (or_unknown), so a saved one is not ours.
       if (value.empty()) return false;
-      append_key_part(key, value);
+      bool truncated = false;
+      append_key_part(key, bounded_label_value(value, max_label_bytes, label_scratch, truncated));
     }
     return true;
   }
@@ -359,6 +401,7 @@ struct Registry::Impl {
   }
 
   RegistryOptions options;
+  std::size_t max_label_bytes;
   double created_at;  // `_created` of the series that exist from the start
 
   CounterFamily compliance_failures;
@@ -373,6 +416,7 @@ struct Registry::Impl {
   CounterFamily rotations;
   CounterFamily read_errors;
   CounterFamily http_requests;
+  CounterFamily label_values_truncated;
   double files_watched = 0;
 
   std::vector<std::string> exporter_build_info;  // branch, compiler, platform, revision, version
@@ -394,6 +438,7 @@ struct Registry::Impl {
   // Reused key buffers: once they have grown to the longest key, lookups allocate nothing.
   std::string series_key;
   std::string drop_key;
+  std::string label_scratch;
 };
 
 Registry::Registry(RegistryOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
@@ -419,7 +464,7 @@ void Registry::record(const Event& event) {
 }
 
 void Registry::record_build_info(const BuildInfoFields& fields, std::uint64_t order) {
-  impl_->take_logged_build_info(fields.version, fields.git_commit, order);
+  impl_->take_logged_build_info(fields.version, fields.git_commit, order, true);
 }
 
 void Registry::add_lines_read(std::uint64_t lines, std::uint64_t bytes) {
@@ -466,7 +511,7 @@ void Registry::merge(const Registry& other) {
   for (std::size_t i = 0; i < into_families.size(); ++i) into.merge_family(*into_families[i], *from_families[i]);
   // A merge is the later call, so it takes a tie. Gauges stay this registry's own.
   if (from.has_logged_build_info && &from != &into) {
-    into.take_logged_build_info(from.logged_version, from.logged_git_commit, from.logged_build_info_order);
+    into.take_logged_build_info(from.logged_version, from.logged_git_commit, from.logged_build_info_order, false);
   }
 }
 
@@ -504,7 +549,7 @@ std::size_t Registry::restore(const std::vector<CounterState>& counters,
   std::string key;
   for (const CounterState& saved : counters) {
     CounterFamily* family = impl.counter_family_named(saved.family);
-    if (family == nullptr || !Impl::saved_key(*family, saved, key) || !(saved.value >= 0) ||
+    if (family == nullptr || !impl.saved_key(*family, saved, key) || !(saved.value >= 0) ||
         !std::isfinite(saved.value)) {
       ++not_restored;
       continue;
@@ -522,8 +567,28 @@ std::size_t Registry::restore(const std::vector<CounterState>& counters,
     series->created = saved.created;
   }
   for (const auto& [family, value] : drops) impl.count_drop(*family, value);
-  if (build_info) impl.take_logged_build_info(build_info->version, build_info->git_commit, build_info->order);
+  if (build_info) impl.take_logged_build_info(build_info->version, build_info->git_commit, build_info->order, false);
   return not_restored;
+}
+
+std::string truncate_label_value(std::string_view value, std::size_t max_bytes) {
+  constexpr std::string_view kMarkerStart = "\xE2\x80\xA6[truncated:";  // U+2026 HORIZONTAL ELLIPSIS
+  constexpr std::size_t kMarkerBytes = kMarkerStart.size() + 16 + 1;
+  max_bytes = std::max(max_bytes, kMinMaxLabelBytes);
+  std::uint64_t hash = 0xcbf29ce484222325ULL;  // FNV-1a 64
+  for (char c : value) hash = (hash ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
+  // Sanitizing at most max_bytes input bytes gives at least the prefix wanted, since U+FFFD is
+  // never shorter than the bytes it replaces.
+  std::string out;
+  append_sanitized_utf8(out, value.substr(0, max_bytes));
+  std::size_t keep = std::min(out.size(), max_bytes - kMarkerBytes);
+  while (keep > 0 && keep < out.size() && (static_cast<unsigned char>(out[keep]) & 0xC0U) == 0x80U) --keep;
+  out.resize(keep);
+  out += kMarkerStart;
+  constexpr char kHex[] = "0123456789abcdef";
+  for (int shift = 60; shift >= 0; shift -= 4) out += kHex[(hash >> shift) & 0xFU];
+  out += ']';
+  return out;
 }
 
 Snapshot Registry::snapshot() const {

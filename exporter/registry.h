@@ -19,8 +19,14 @@
 
 namespace nle {
 
+// The smallest label value cap: room for a truncated value's marker and some of its prefix.
+inline constexpr std::size_t kMinMaxLabelBytes = 64;
+
 struct RegistryOptions {
   std::size_t max_series_per_family = 10000;  // new label sets beyond this are refused and counted
+  // Label values longer than this many bytes (as UTF-8) are truncated (see Registry); below
+  // kMinMaxLabelBytes counts as kMinMaxLabelBytes.
+  std::size_t max_label_bytes = 1024;
   std::optional<std::string> cp_version;      // --cp-version: wins over the log
   std::optional<std::string> cp_git_commit;   // --cp-git-commit: wins over the log
   // nixfleet_log_exporter_build_info's labels, as `--version` prints them ("unknown" when empty).
@@ -50,10 +56,20 @@ enum class SelfGauge : std::uint8_t {
 // runtime gate error counter, the five known gates, events{kind} and lines_skipped{reason} for
 // every kind and reason, lines_read, bytes_read, truncations, rotations and files_watched; both
 // build infos are always 1. Appearing with their first count: compliance failures, other gates,
-// read_errors{reason}, http_requests{code} and series_dropped{family}.
+// read_errors{reason}, http_requests{code}, series_dropped{family} and
+// label_values_truncated{label}.
 // The cap refuses new label sets in the families labelled by values from outside (compliance
 // failures, gate blocks, read_errors, http_requests); series present from the start count towards
 // it but are never refused. Each refused count adds to series_dropped{family="<name>_total"}.
+//
+// Label values are bounded too, so that the registry's memory and the page's size are bounded by
+// the flags whatever the log holds (max_series_per_family x max_label_bytes per family): a value
+// longer than max_label_bytes (after invalid UTF-8 became U+FFFD) is replaced by
+// truncate_label_value()'s bounded, marked form, and each such value counted adds to
+// label_values_truncated{label}. The event still counts, so family totals stay exact; distinct long
+// values stay distinct series (the marker holds a hash of the whole value), under the series cap
+// like any other. Logged build info values are bounded the same way; restored ones are bounded
+// without being counted again.
 class Registry {
  public:
   explicit Registry(RegistryOptions options = {});
@@ -98,5 +114,11 @@ class Registry {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// The bounded form of a label value longer than `max_bytes` (at least kMinMaxLabelBytes): the
+// longest prefix of its UTF-8 (invalid bytes as U+FFFD) that ends on a whole character, then the
+// marker "…[truncated:HHHHHHHHHHHHHHHH]" with the FNV-1a 64 hash of all the original bytes; at
+// most `max_bytes` long, valid UTF-8. Pure.
+std::string truncate_label_value(std::string_view value, std::size_t max_bytes);
 
 }  // namespace nle

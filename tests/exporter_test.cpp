@@ -551,6 +551,95 @@ TEST_CASE("series beyond the cap are counted as dropped, not lost") {
   CHECK(value_of(snapshot, "nixfleet_log_exporter_events", {"gate_block"}) == 1);
 }
 
+TEST_CASE("a label value over max_label_bytes counts under a truncated, marked value") {
+  RegistryOptions options;
+  options.max_label_bytes = 100;
+  Registry registry(options);
+  const std::string long_host(1 << 20, 'h');
+  registry.record(compliance("CIS-1", long_host));
+  registry.record(compliance("CIS-1", long_host));
+  registry.record(compliance("CIS-1", std::string(100, 'h')));  // exactly at the cap: kept whole
+  const Snapshot snapshot = registry.snapshot();
+  const Family* family = find_family(snapshot, "nixfleet_compliance_failure_events");
+  REQUIRE(family->series.size() == 2);
+  const std::string truncated = nle::truncate_label_value(long_host, 100);
+  CHECK(value_of(snapshot, "nixfleet_compliance_failure_events", {"CIS-1", truncated}) == 2);
+  CHECK(value_of(snapshot, "nixfleet_compliance_failure_events", {"CIS-1", std::string(100, 'h')}) == 1);
+  CHECK(value_of(snapshot, "nixfleet_log_exporter_label_values_truncated", {"host"}) == 2);
+  CHECK(find_family(snapshot, "nixfleet_log_exporter_label_values_truncated")->series.size() == 1);
+  CHECK(value_of(snapshot, "nixfleet_log_exporter_events", {"compliance_failure"}) == 3);
+}
+
+TEST_CASE("a truncated label value is a marked, valid UTF-8 prefix within the cap") {
+  const std::string value = std::string(60, 'a') + "\xC3\xA9\xE2\x82\xAC" + std::string(5000, 'b');
+  for (std::size_t cap = 64; cap < 80; ++cap) {
+    const std::string truncated = nle::truncate_label_value(value, cap);
+    INFO("cap " << cap << ": " << truncated);
+    CHECK(truncated.size() <= cap);
+    CHECK(nle::is_valid_utf8(truncated));
+    CHECK(truncated.find("\xE2\x80\xA6[truncated:") != std::string::npos);
+    CHECK(truncated.back() == ']');
+  }
+  CHECK(nle::truncate_label_value(value, 64).starts_with("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+  // Invalid bytes count as the U+FFFD they become.
+  CHECK(nle::is_valid_utf8(nle::truncate_label_value(std::string(300, '\xFF'), 64)));
+  // Below the minimum the minimum applies.
+  CHECK(nle::truncate_label_value(value, 1).size() <= nle::kMinMaxLabelBytes);
+}
+
+TEST_CASE("distinct long label values stay distinct series, under the series cap") {
+  RegistryOptions options;
+  options.max_label_bytes = 64;
+  options.max_series_per_family = 3;
+  Registry registry(options);
+  const std::string prefix(200, 'x');
+  for (int i = 0; i < 5; ++i) registry.record(compliance("CIS-1", prefix + std::to_string(i)));
+  const Snapshot snapshot = registry.snapshot();
+  CHECK(find_family(snapshot, "nixfleet_compliance_failure_events")->series.size() == 3);
+  CHECK(value_of(snapshot, "nixfleet_log_exporter_series_dropped", {"nixfleet_compliance_failure_events_total"}) == 2);
+  CHECK(value_of(snapshot, "nixfleet_log_exporter_label_values_truncated", {"host"}) == 5);
+  CHECK(nle::truncate_label_value(prefix + "0", 64) != nle::truncate_label_value(prefix + "1", 64));
+}
+
+TEST_CASE("invalid UTF-8 that grows past the cap once repaired is truncated too") {
+  RegistryOptions options;
+  options.max_label_bytes = 64;
+  Registry registry(options);
+  registry.record(gate_block(std::string(40, '\xFF')));  // 40 bytes, 120 as U+FFFD
+  const Snapshot snapshot = registry.snapshot();
+  CHECK(value_of(snapshot, "nixfleet_log_exporter_label_values_truncated", {"gate"}) == 1);
+  for (const Series& series : find_family(snapshot, "nixfleet_gate_block")->series) {
+    CHECK(series.label_values[0].size() <= 64);
+  }
+}
+
+TEST_CASE("long build info values from the log are bounded and counted") {
+  RegistryOptions options;
+  options.max_label_bytes = 64;
+  Registry registry(options);
+  registry.record_build_info({std::string(1000, 'v'), std::string(1000, 'g')}, 1);
+  const Snapshot snapshot = registry.snapshot();
+  const Family* info = find_family(snapshot, "nixfleet_cp_build_info");
+  REQUIRE(info->series.size() == 1);
+  CHECK(info->series[0].label_values[0] == nle::truncate_label_value(std::string(1000, 'g'), 64));
+  CHECK(info->series[0].label_values[1] == nle::truncate_label_value(std::string(1000, 'v'), 64));
+  CHECK(value_of(snapshot, "nixfleet_log_exporter_label_values_truncated", {"version"}) == 1);
+  CHECK(value_of(snapshot, "nixfleet_log_exporter_label_values_truncated", {"git_commit"}) == 1);
+}
+
+TEST_CASE("restored label values longer than the cap are bounded, not counted as truncations again") {
+  std::vector<nle::CounterState> saved = {
+      {"nixfleet_gate_block", {"gate"}, {std::string(500, 'g')}, 7, 1.5},
+  };
+  RegistryOptions options;
+  options.max_label_bytes = 64;
+  Registry registry(options);
+  CHECK(registry.restore(saved, std::nullopt) == 0);
+  const Snapshot snapshot = registry.snapshot();
+  CHECK(value_of(snapshot, "nixfleet_gate_block", {nle::truncate_label_value(std::string(500, 'g'), 64)}) == 7);
+  CHECK(find_family(snapshot, "nixfleet_log_exporter_label_values_truncated")->series.empty());
+}
+
 TEST_CASE("series_dropped has no series until something is dropped") {
   const Snapshot snapshot = Registry().snapshot();
   const Family* dropped = find_family(snapshot, "nixfleet_log_exporter_series_dropped");
@@ -869,6 +958,8 @@ nixfleet_log_exporter_events_total{kind="runtime_gate_error"} 1
 nixfleet_log_exporter_files_watched 0
 # HELP nixfleet_log_exporter_http_requests_total HTTP requests served, per status code.
 # TYPE nixfleet_log_exporter_http_requests_total counter
+# HELP nixfleet_log_exporter_label_values_truncated_total Label values longer than --max-label-bytes, counted under a truncated, marked value, per label name.
+# TYPE nixfleet_log_exporter_label_values_truncated_total counter
 # HELP nixfleet_log_exporter_lines_read_total Lines read from the input, whether or not they held an event.
 # TYPE nixfleet_log_exporter_lines_read_total counter
 nixfleet_log_exporter_lines_read_total 0

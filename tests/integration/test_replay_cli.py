@@ -132,6 +132,27 @@ class ReplayCliTest(unittest.TestCase):
         self.assertEqual(samples['nixfleet_log_exporter_series_dropped_total{family="nixfleet_compliance_failure_events_total"}'], 2)
         self.assertEqual(samples['nixfleet_log_exporter_events_total{kind="compliance_failure"}'], 5)
 
+    def test_label_values_over_max_label_bytes_count_under_a_truncated_value(self):
+        long_host = "h" * 5000
+        line = ('{"fields":{"message":"report received","hostname":"%s","event":"compliance-failure",'
+                '"control_id":"C"}}\n' % long_host)
+        for args, cap in (([], 1024), (["--max-label-bytes", "100"], 100)):
+            with self.subTest(args=args):
+                result = harness.run("replay", *args, "-", stdin=(line * 3).encode())
+                self.assertEqual(result.returncode, 0, result.stderr.decode())
+                samples = harness.parse_exposition(result.stdout.decode())
+                kept = [k for k in samples if k.startswith("nixfleet_compliance_failure_events_total{")]
+                self.assertEqual(len(kept), 1)
+                host = kept[0].split('host="')[1].split('"')[0]
+                self.assertLessEqual(len(host.encode()), cap)
+                self.assertRegex(host, r"^h+\u2026\[truncated:[0-9a-f]{16}\]$")
+                self.assertEqual(samples[kept[0]], 3)
+                self.assertEqual(samples['nixfleet_log_exporter_label_values_truncated_total{label="host"}'], 3)
+
+    def test_max_label_bytes_below_64_is_a_usage_error(self):
+        self.assertEqual(harness.run("replay", "--max-label-bytes", "63", GOLDEN / "json.log").returncode, 2)
+        self.assertEqual(harness.run("replay", "--max-label-bytes", "1KiB", GOLDEN / "json.log").returncode, 0)
+
     def test_cp_version_flags_win_over_the_log(self):
         out = harness.run("replay", "--cp-version", "2.0.0", "--cp-git-commit", "feedbee", GOLDEN / "json.log").stdout.decode()
         self.assertIn('nixfleet_cp_build_info{git_commit="feedbee",version="2.0.0"} 1', out)
