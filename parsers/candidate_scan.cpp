@@ -166,8 +166,14 @@ inline void chunk(const char* p, std::uint64_t& newlines, std::uint64_t& hits) {
 #undef NLE_SCAN_CHUNK
 }  // namespace sse2
 
+// g++ and clang spell "compile these functions for AVX2" differently (clang builds the fuzz
+// targets, tests/fuzz/).
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,popcnt"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,popcnt")
+#endif
 namespace avx2 {
 template <std::size_t A>
 inline __m256i pair_at(const char* p) {
@@ -196,7 +202,11 @@ inline void chunk(const char* p, std::uint64_t& newlines, std::uint64_t& hits) {
 #include "parsers/candidate_scan_kernel.inc"
 #undef NLE_SCAN_CHUNK
 }  // namespace avx2
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 #endif
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: a normal build (warnings are errors) and an ASan+UBSan build, each
-# running every ctest test; then a ThreadSanitizer build running the concurrency tests.
+# running every ctest test; a ThreadSanitizer build running the concurrency tests; and every
+# libFuzzer target for 20 s (tests/fuzz.sh, its own clang build).
 # Usage: bash tests/run_all.sh   (packages: packaging/build-packages.txt and tests/packages.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,3 +35,5 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 
 configure_and_build build
 ctest --test-dir build --output-on-failure -j "$jobs"
+
+bash tests/fuzz.sh 20
