@@ -215,7 +215,7 @@ void http_config(const YAML::Node& node, WebConfig& config) {
     for (const auto& [name, header_value] : entries(value, full, {})) {
       const std::string header_key = join_key(full, name);
       const auto& allowed = allowed_headers();
-      const auto known = std::find_if(allowed.begin(), allowed.end(), [&](const AllowedHeader& h) { return h.name == name; });
+      const auto known = std::find_if(allowed.begin(), allowed.end(), [&wanted = name](const AllowedHeader& h) { return h.name == wanted; });
       if (known == allowed.end()) fail(value, header_key, "this header can not be configured");
       const std::string text = is_null(header_value) ? "" : scalar(header_value, header_key);
       if (!known->values.empty() && std::find(known->values.begin(), known->values.end(), text) == known->values.end()) {

@@ -23,7 +23,7 @@ python3 tests/fuzz/make_seeds.py testdata "$work/seeds"
 dictionary_of() {  # target -> its dictionary, if it has one
   case $1 in
     line_parser_* | journald_message | candidate_scan) echo tests/fuzz/dicts/line_parser.dict ;;
-    state_file | accept_header) echo "tests/fuzz/dicts/$1.dict" ;;
+    state_file | accept_header | web_config) echo "tests/fuzz/dicts/$1.dict" ;;
   esac
 }
 

@@ -12,6 +12,7 @@
 #include "parsers/candidate_scan.h"
 #include "parsers/line_parser.h"
 #include "server/metrics_server.h"
+#include "server/web_config.h"
 #include "state/state_file.h"
 #include "tests/fuzz/strict_exposition.h"
 
@@ -331,6 +332,24 @@ void check_accept_header(std::string_view input) {
   require(accepts_gzip(lower) == accepts_gzip(input), "the Accept-Encoding header's case changed the gzip answer");
 }
 
+// ---------------------------------------------------------------------------------------------
+// The web config parser (--web.config.file, written by an admin, but read by a network-facing
+// process): any bytes give a config or an error, never an exception or a crash, and what is
+// accepted holds only what the parser promises.
+
+void check_web_config(std::string_view input) {
+  const WebConfigResult result = parse_web_config(input, "/etc/nixfleet-log-exporter");
+  require(result.config.has_value() != !result.error.empty(), "a web config that is neither accepted nor refused");
+  if (!result.config) return;
+  for (const auto& [user, hash] : result.config->users) {
+    require(is_bcrypt_hash(hash), "an accepted user whose password is not a bcrypt hash");
+  }
+  const TlsServerConfig& tls = result.config->tls;
+  require(tls.min_version <= tls.max_version, "an accepted TLS version range that is empty");
+  (void)parse_go_duration(input);
+  (void)openssl_cipher_name(input);
+}
+
 constexpr Target kTargets[] = {
     {"line_parser_auto", check_line_parser_auto},
     {"line_parser_json", check_line_parser_json},
@@ -341,6 +360,7 @@ constexpr Target kTargets[] = {
     {"state_file", check_state_file},
     {"exposition", check_exposition},
     {"accept_header", check_accept_header},
+    {"web_config", check_web_config},
 };
 
 }  // namespace
