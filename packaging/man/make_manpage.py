@@ -35,7 +35,9 @@ def help_entries(binary, subcommand):
 
 def metavar(type_text):
     """CLI11's type column -> what the page shows after the flag, and the default if any."""
-    default = re.search(r"=([^=\s]+)$", type_text)
+    # The default ends the type column, before a repeatable option's " ..."; a list default is
+    # printed in brackets: "TEXT=[127.0.0.1:9761] ...".
+    default = re.search(r"=\[?([^=\s\[\]]+)\]?$", type_text.removesuffix(" ..."))
     choices = re.search(r"\{([^}]*)\}", type_text)
     repeatable = re.match(r"^\S+ \.\.\.", type_text) is not None
     if choices:

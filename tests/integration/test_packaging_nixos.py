@@ -85,12 +85,14 @@ class Module(unittest.TestCase):
         self.assertEqual(evaluated["config"], {}, "a module that is not enabled configures nothing")
 
     def test_every_flag_of_the_generated_exec_start_is_one_the_binary_accepts(self):
-        for settings in ({}, {"logFile": "/var/log/nixfleet/cp.log", "extraFlags": ["--max-series", "20000"]}):
+        for settings in ({}, {"logFile": "/var/log/nixfleet/cp.log", "extraFlags": ["--max-series", "20000"],
+                              "webConfigFile": "/etc/nixfleet-log-exporter/web-config.yml"}):
             argv = shlex.split(service_config(settings)["ExecStart"])
             self.assertEqual(argv[0], STORE_BINARY)
             accepted = pf.help_flags(argv[1])
             flags = [word for word in argv[2:] if word.startswith("-")]
             self.assertIn("--state-file", flags)
+            self.assertEqual("--web.config.file" in flags, "webConfigFile" in settings)
             self.assertEqual([f for f in flags if f not in accepted], [], settings)
 
     def test_the_generated_exec_start_follows_a_log_file_and_serves_metrics(self):

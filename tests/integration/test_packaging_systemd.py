@@ -177,11 +177,53 @@ def traced_syscalls(argv, workdir, port, exercise) -> set:
         shutil.rmtree(trace_dir, ignore_errors=True)
 
 
+class ExampleWebConfig(unittest.TestCase):
+    EXAMPLE = pf.PACKAGING / "web-config.example.yml"
+
+    def serve_with(self, text):
+        workdir = pathlib.Path(tempfile.mkdtemp(prefix="nle-webconfig-"))
+        self.addCleanup(shutil.rmtree, workdir, ignore_errors=True)
+        (workdir / "web-config.yml").write_text(text)
+        (workdir / "cp.log").touch()
+        port = harness.free_port()
+        argv = [harness.BINARY, "follow", "--web.listen-address", f"127.0.0.1:{port}",
+                "--web.config.file", workdir / "web-config.yml", workdir / "cp.log"]
+        return pf.serving(argv, workdir, port)
+
+    def test_the_example_as_shipped_is_accepted_and_changes_nothing(self):
+        with self.serve_with(self.EXAMPLE.read_text()) as exporter:
+            status, headers, _ = harness.http_get(exporter.url())
+            self.assertEqual(status, 200)
+            self.assertIsNone(headers.get("X-Content-Type-Options"))
+
+    def test_the_example_headers_block_uncommented_is_served(self):
+        text = re.sub(r"^#(http_server_config:|  headers:|    X-Content-Type-Options)", r"\1", self.EXAMPLE.read_text(), flags=re.M)
+        self.assertIn("\nhttp_server_config:", text)
+        with self.serve_with(text) as exporter:
+            status, headers, _ = harness.http_get(exporter.url())
+            self.assertEqual((status, headers.get("X-Content-Type-Options")), (200, "nosniff"))
+
+
 class SocketActivation(unittest.TestCase):
     def test_the_socket_listens_where_the_service_serves_by_default(self):
         socket_unit = pf.read_unit(pf.PACKAGING / "systemd/nixfleet-log-exporter.socket")
         self.assertEqual(pf.unit_value(socket_unit, "Socket", "ListenStream"), "127.0.0.1:9761")
-        self.assertIn("--web.listen-address TEXT=127.0.0.1:9761", harness.run("follow", "--help").stdout.decode())
+        self.assertRegex(harness.run("follow", "--help").stdout.decode(), r"--web.listen-address TEXT=\[?127\.0\.0\.1:9761\b")
+
+    def test_the_socket_hands_its_listener_to_the_service_run_with_web_systemd_socket(self):
+        # systemd-socket-activate does what the .socket unit does: listen, then start the service
+        # command with the socket as fd 3 (LISTEN_FDS=1) on the first connection.
+        unit = pf.read_unit(pf.PACKAGING / "systemd/nixfleet-log-exporter.service")
+        state_root = pathlib.Path(tempfile.mkdtemp(prefix="nle-socket-"))
+        self.addCleanup(shutil.rmtree, state_root, ignore_errors=True)
+        (state_root / "nixfleet-log-exporter").mkdir()
+        argv = pf.exec_start_argv(unit, state_root, {"ARGS": "--web.systemd-socket"})
+        self.assertIn("--web.systemd-socket", pf.help_flags(argv[1]))
+        port = harness.free_port()
+        activate = ["systemd-socket-activate", "--listen", f"127.0.0.1:{port}", harness.BINARY, *argv[1:]]
+        with pf.serving(activate, state_root, port) as exporter:
+            self.assertIn("nixfleet_gate_block_total", exporter.scrape())
+            self.assertIn("serving on the sockets systemd passed", exporter.stderr())
 
 
 if __name__ == "__main__":
