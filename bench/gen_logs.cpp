@@ -152,7 +152,7 @@ constexpr std::string_view kChecks[] = {
     "ASLR enabled",         "cron permissions",      "world-writable files",
 };
 constexpr std::string_view kKnownGates[] = {
-    "channel-edges", "wave-promotion", "host-edge", "disruption-budget", "compliance-wave",
+    "quarantine", "channel-edges", "wave-promotion", "host-edge", "disruption-budget", "compliance-wave",
 };
 constexpr std::string_view kUnknownGates[] = {"maintenance-window", "change-freeze"};
 constexpr std::string_view kRollouts[] = {

@@ -24,8 +24,9 @@ namespace nle {
 namespace {
 
 constexpr std::string_view kUnknown = "unknown";
-constexpr std::array<std::string_view, 5> kKnownGates = {
-    "channel-edges", "wave-promotion", "host-edge", "disruption-budget", "compliance-wave",
+// The CP's GateBlock discriminators, in the order it evaluates them (quarantine first).
+constexpr std::array<std::string_view, 6> kKnownGates = {
+    "quarantine", "channel-edges", "wave-promotion", "host-edge", "disruption-budget", "compliance-wave",
 };
 constexpr std::size_t kUncapped = std::numeric_limits<std::size_t>::max();
 

@@ -53,7 +53,7 @@ enum class SelfGauge : std::uint8_t {
 
 // What a snapshot holds: every family, always, even one without series yet (a HELP and TYPE
 // alone is valid in both formats, and promtool accepts it). Present from the start at 0: the
-// runtime gate error counter, the five known gates, events{kind} and lines_skipped{reason} for
+// runtime gate error counter, the six known gates, events{kind} and lines_skipped{reason} for
 // every kind and reason, lines_read, bytes_read, truncations, rotations and files_watched; both
 // build infos are always 1. Appearing with their first count: compliance failures, other gates,
 // read_errors{reason}, http_requests{code}, series_dropped{family} and

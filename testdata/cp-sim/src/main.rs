@@ -197,8 +197,8 @@ struct Expect {
     commit: String,
 }
 
-const KNOWN_GATES: [&str; 5] =
-    ["channel-edges", "wave-promotion", "host-edge", "disruption-budget", "compliance-wave"];
+const KNOWN_GATES: [&str; 6] =
+    ["quarantine", "channel-edges", "wave-promotion", "host-edge", "disruption-budget", "compliance-wave"];
 
 impl Expect {
     fn new() -> Self {
