@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,6 +33,7 @@
 #include "cmd/commands.h"
 #include "cmd/ingest.h"
 #include "cmd/logger.h"
+#include "exporter/health_metrics.h"
 #include "exporter/process_metrics.h"
 #include "exporter/registry.h"
 #include "nle_version.h"
@@ -59,27 +61,44 @@ struct SharedRegistry {
   // cached page is current without waiting for the lock ingestion holds.
   std::atomic<std::uint64_t> generation{0};
 
+  // Health read live at each scrape (exporter/health_metrics.h). Unix seconds; 0: not yet.
+  std::atomic<double> last_read_time{0};
+  std::atomic<double> journal_entry_time{0};   // the last journal entry read, by its own clock
+  std::atomic<bool> journal_caught_up{false};  // every available journal entry has been read
+
   explicit SharedRegistry(RegistryOptions options) : registry(std::move(options)) {}
 
-  Snapshot snapshot() {
-    Snapshot snapshot;
-    {
-      std::lock_guard lock(mutex);
-      snapshot = registry.snapshot();
-    }
-    // /proc is read outside the lock: a scrape must not slow ingestion down.
-    for (Family& family : process_families()) snapshot.push_back(std::move(family));
-    std::sort(snapshot.begin(), snapshot.end(), [](const Family& a, const Family& b) { return a.name < b.name; });
-    return snapshot;
+  Snapshot live_snapshot() {
+    std::lock_guard lock(mutex);
+    return registry.snapshot();
   }
 };
 
-// Writes the state file when something changed, at most every interval, from its own thread;
-// nothing wakes it while the counts stand still.
+double unix_now() {
+  using std::chrono::duration;
+  using std::chrono::system_clock;
+  return duration<double>(system_clock::now().time_since_epoch()).count();
+}
+
+// Keeps the state file, and with it the one promise a scrape relies on: a served counter never
+// goes down, across any number of crashes and restarts. A restart restores the last saved counts
+// and reads again from the saved positions, so every count served must already be in the state
+// file when it is served; otherwise the restart would serve less than Prometheus has stored.
+// So with a state file the page is made from the counts of the last successful write
+// (durable_snapshot()), and a scrape that finds newer counts writes them first. That write skips
+// fsync (StateDurability::process_crash): it makes the counts survive the death of this process,
+// which is what a restart reads, at the cost of a write and a rename instead of two disk flushes.
+// The periodic save, at most every interval when something changed, flushes to disk as well, so
+// that a power cut loses at most one interval of saved positions.
 class StateSaver {
  public:
   StateSaver(std::string path, std::chrono::milliseconds interval, SharedRegistry& shared, Logger& log)
-      : path_(std::move(path)), interval_(interval), shared_(shared), log_(log) {}
+      : path_(std::move(path)), interval_(interval), shared_(shared), log_(log), counting_since_(unix_now()) {
+    // What was restored is what the file holds (or zeros, without a file): already safe to serve.
+    std::lock_guard lock(shared_.mutex);
+    durable_ = std::make_shared<const Snapshot>(shared_.registry.snapshot());
+    durable_generation_ = shared_.generation;
+  }
 
   void start() {
     thread_ = std::thread([this] { loop(); });
@@ -93,77 +112,129 @@ class StateSaver {
     wake_.notify_one();
   }
   // Stops the thread and writes the final state (the caller has reached a consistent point).
-  void stop_and_save() {
+  // False when that write failed: the caller exits 1, having logged why.
+  bool stop_and_save() {
     {
       std::lock_guard lock(mutex_);
       stopping_ = true;
     }
     wake_.notify_one();
     if (thread_.joinable()) thread_.join();
-    save();
+    const Outcome outcome = save(StateDurability::power_loss, /*final_save=*/true);
+    return outcome != Outcome::failed;
+  }
+
+  // The counts a scrape may serve: those of the newest successful write, made now if ingestion
+  // has moved since. When that write fails (or ingestion holds half a record), the previous
+  // saved counts are served: stale, never ahead of the file.
+  std::shared_ptr<const Snapshot> durable_snapshot() {
+    save(StateDurability::process_crash, false);
+    std::lock_guard lock(save_mutex_);
+    return durable_;
+  }
+
+  FollowHealth::StateSaves health() const {
+    FollowHealth::StateSaves saves;
+    saves.failures = failures_.load(std::memory_order_relaxed);
+    saves.counting_since = counting_since_;
+    const double last = last_success_time_.load(std::memory_order_relaxed);
+    if (last > 0) saves.last_success_time = last;
+    return saves;
   }
 
  private:
+  enum class Outcome { saved, unchanged, not_consistent, failed };
+
   void loop() {
-    auto last_save = std::chrono::steady_clock::now() - interval_;
+    auto last_attempt = std::chrono::steady_clock::now() - interval_;
     std::unique_lock lock(mutex_);
     for (;;) {
       wake_.wait(lock, [&] { return dirty_ || stopping_; });
       if (stopping_) return;
-      // Let changes gather until the interval since the last save has passed.
-      if (wake_.wait_until(lock, last_save + interval_, [&] { return stopping_; })) return;
+      // Let changes gather until the interval since the last attempt has passed.
+      if (wake_.wait_until(lock, last_attempt + interval_, [&] { return stopping_; })) return;
       dirty_ = false;
       lock.unlock();
-      save();
-      last_save = std::chrono::steady_clock::now();
+      const Outcome outcome = save(StateDurability::power_loss, false);
+      last_attempt = std::chrono::steady_clock::now();
       lock.lock();
+      // Not written: try again after another interval even if no new line arrives.
+      if (outcome == Outcome::failed || outcome == Outcome::not_consistent) dirty_ = true;
     }
   }
 
-  void save() {
+  // Writes the counts and positions of the last consistent point, unless the file already holds
+  // them with at least this durability. Writes are serialised and take their counts under the
+  // registry lock inside save_mutex_, so the file only ever moves forward.
+  Outcome save(StateDurability durability, bool final_save) {
+    std::lock_guard write_lock(save_mutex_);
     ExporterState state;
+    Snapshot snapshot;
+    std::uint64_t generation = 0;
     {
       std::lock_guard lock(shared_.mutex);
-      if (!shared_.consistent) {
-        notify_later();
-        return;
-      }
-      if (shared_.generation == saved_generation_ && saved_once_) return;
-      saved_generation_ = shared_.generation;
+      if (!shared_.consistent) return Outcome::not_consistent;
+      generation = shared_.generation;
+      const bool written = written_once_ && generation == durable_generation_;
+      const bool flushed = written && flushed_generation_ == generation;
+      if (durability == StateDurability::process_crash ? written : flushed) return Outcome::unchanged;
       state.files = shared_.positions;
       state.journal_cursor = shared_.journal_cursor;
       state.stdin_journal_cursor = shared_.stdin_journal_cursor;
       state.counters = shared_.registry.export_counters();
       state.build_info = shared_.registry.export_build_info();
+      snapshot = shared_.registry.snapshot();
     }
-    saved_once_ = true;
     state.written_at = static_cast<std::int64_t>(std::time(nullptr));
     state.exporter_version = version_text();
     std::string error;
-    if (!write_state_file(path_, serialize_state(state), error)) {
-      log_.error("cannot write the state file; counts since the last good save would be read again after a restart",
-                 {{"error", error}});
-      return;
+    if (!write_state_file(path_, serialize_state(state), error, durability)) {
+      failures_.fetch_add(1, std::memory_order_relaxed);
+      if (final_save) {
+        log_.error("cannot write the state file at shutdown; a restart will count the lines since the last good save again",
+                   {{"error", error}});
+      } else if (failing_since_ == 0) {
+        // Once per streak: a full disk must not flood the log every second.
+        log_.error("cannot write the state file; serving the counts of the last good save until a write succeeds",
+                   {{"error", error}});
+      }
+      if (failing_since_ == 0) failing_since_ = unix_now();
+      return Outcome::failed;
     }
+    if (failing_since_ != 0) {
+      log_.info("the state file is written again",
+                {{"path", path_}, {"failed_for_seconds", std::to_string(static_cast<long long>(unix_now() - failing_since_))}});
+      failing_since_ = 0;
+    }
+    written_once_ = true;
+    durable_ = std::make_shared<const Snapshot>(std::move(snapshot));
+    durable_generation_ = generation;
+    if (durability == StateDurability::power_loss) flushed_generation_ = generation;
+    last_success_time_.store(unix_now(), std::memory_order_relaxed);
     log_.debug("state saved", {{"path", path_}, {"series", std::to_string(state.counters.size())}});
-  }
-
-  void notify_later() {
-    std::lock_guard lock(mutex_);
-    dirty_ = true;
+    return Outcome::saved;
   }
 
   std::string path_;
   std::chrono::milliseconds interval_;
   SharedRegistry& shared_;
   Logger& log_;
+  const double counting_since_;
+  std::thread thread_;
+  // The periodic saver's wake-up.
   std::mutex mutex_;
   std::condition_variable wake_;
   bool dirty_ = false;
   bool stopping_ = false;
-  std::thread thread_;
-  std::uint64_t saved_generation_ = 0;
-  bool saved_once_ = false;
+  // Guarded by save_mutex_ (taken before shared_.mutex, never after).
+  std::mutex save_mutex_;
+  std::shared_ptr<const Snapshot> durable_;
+  std::uint64_t durable_generation_ = 0;   // the generation durable_ and the file hold
+  std::uint64_t flushed_generation_ = 0;   // the last generation written with fsync
+  bool written_once_ = false;
+  double failing_since_ = 0;               // Unix seconds; 0 while writes succeed
+  std::atomic<std::uint64_t> failures_{0};
+  std::atomic<double> last_success_time_{0};
 };
 
 // Ingests lines from any source. One ingester per input name: a multi-line record held for one
@@ -187,6 +258,7 @@ class Ingestion {
   void bytes(std::string_view input, std::uint64_t n) {
     hold_lock();
     ingester_for(input).bytes(n);
+    if (n > 0) shared_.last_read_time.store(unix_now(), std::memory_order_relaxed);
   }
   // The reader caught up with its writer, who writes a record whole: held records are complete.
   void caught_up(std::string_view input) {
@@ -308,7 +380,9 @@ class JournalIngestSink final : public JournalSink {
   JournalIngestSink(Ingestion& ingestion, SharedRegistry& shared, Logger& log)
       : ingestion_(ingestion), shared_(shared), log_(log) {}
 
-  void on_message(std::string_view message, std::string_view cursor) override {
+  void on_message(std::string_view message, std::string_view cursor, std::uint64_t realtime_usec) override {
+    shared_.journal_caught_up.store(false, std::memory_order_relaxed);
+    if (realtime_usec > 0) shared_.journal_entry_time.store(static_cast<double>(realtime_usec) / 1e6, std::memory_order_relaxed);
     ingestion_.bytes(kInput, message.size() + 1);
     ingestion_.line(kInput, message);
     cursor_.assign(cursor);
@@ -318,6 +392,7 @@ class JournalIngestSink final : public JournalSink {
   void on_caught_up() override {
     ingestion_.caught_up(kInput);
     publish();
+    shared_.journal_caught_up.store(true, std::memory_order_relaxed);
   }
   void on_error(std::string_view reason, std::string_view message) override {
     ingestion_.count(SelfCounter::read_errors, reason);
@@ -341,11 +416,13 @@ class JournalIngestSink final : public JournalSink {
   int since_publish_ = 0;
 };
 
-// Reads stdin as it arrives (no buffering delay) until EOF or a stop request.
-// Returns true at end of input, false when stopped.
+enum class StdinEnd { end_of_input, stopped, read_error };
+
+// Reads stdin as it arrives (no buffering delay) until EOF, a stop request or a read error (which
+// is logged and counted; every line before it is counted).
 // `track_cursor`: remember the last journald __CURSOR for the state file; without one nothing reads
 // it, and finding it costs a search of every line.
-bool follow_stdin(int stop_fd, Ingestion& ingestion, SharedRegistry& shared, const IngestConfig& config,
+StdinEnd follow_stdin(int stop_fd, Ingestion& ingestion, SharedRegistry& shared, const IngestConfig& config,
                   bool track_cursor, Logger& log) {
   constexpr std::string_view kInput = "-";
   LineSplitter splitter(config.max_line_bytes);
@@ -364,24 +441,26 @@ bool follow_stdin(int stop_fd, Ingestion& ingestion, SharedRegistry& shared, con
     if (::poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
       log.error("poll on stdin failed", {{"error", std::strerror(errno)}});
-      return true;
+      ingestion.finish(publish);
+      return StdinEnd::read_error;
     }
     if (fds[1].revents & POLLIN) {
       ingestion.finish(publish);
-      return false;
+      return StdinEnd::stopped;
     }
     const ssize_t got = ::read(STDIN_FILENO, buffer.get(), kChunk);
     if (got < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
       ingestion.count(SelfCounter::read_errors, "io_error");
-      log.error("cannot read stdin", {{"error", std::strerror(errno)}});
+      log.error("cannot read stdin; the lines before the error are counted", {{"error", std::strerror(errno)}});
+      splitter.finish(on_line, on_oversize);
       ingestion.finish(publish);
-      return true;
+      return StdinEnd::read_error;
     }
     if (got == 0) {
       splitter.finish(on_line, on_oversize);
       ingestion.finish(publish);
-      return true;
+      return StdinEnd::end_of_input;
     }
     ingestion.bytes(kInput, static_cast<std::uint64_t>(got));
     splitter.feed(std::string_view(buffer.get(), static_cast<std::size_t>(got)), on_line, on_oversize);
@@ -391,6 +470,37 @@ bool follow_stdin(int stop_fd, Ingestion& ingestion, SharedRegistry& shared, con
 }
 
 bool is_stdin(const std::vector<std::string>& inputs) { return inputs.empty() || (inputs.size() == 1 && inputs[0] == "-"); }
+
+// Why stdin cannot be what `follow` reads, or "": a terminal, /dev/null or a closed descriptor
+// means the input was forgotten (systemd's StandardInput=null with no FILE would otherwise exit 0
+// at once and be restarted forever); a directory cannot be read at all.
+std::string unusable_stdin() {
+  struct stat status {};
+  if (::fstat(STDIN_FILENO, &status) != 0) return "stdin is closed";
+  if (::isatty(STDIN_FILENO) == 1) return "stdin is a terminal";
+  if (S_ISDIR(status.st_mode)) return "stdin is a directory";
+  struct stat null_device {};
+  if (S_ISCHR(status.st_mode) && ::stat("/dev/null", &null_device) == 0 && status.st_rdev == null_device.st_rdev) {
+    return "stdin is /dev/null";
+  }
+  return "";
+}
+
+// Bytes of each followed file not read yet, from the positions of the last consistent point and
+// the files' sizes now. A file whose path names another file now (rotated) is counted whole.
+std::vector<FollowHealth::UnreadFile> unread_files(const std::vector<FilePosition>& positions) {
+  std::vector<FollowHealth::UnreadFile> unread;
+  unread.reserve(positions.size());
+  for (const FilePosition& position : positions) {
+    struct stat status {};
+    if (::stat(position.path.c_str(), &status) != 0) continue;  // gone: nothing there to read
+    const auto size = static_cast<std::uint64_t>(status.st_size);
+    const bool same_file = static_cast<std::uint64_t>(status.st_dev) == position.device &&
+                           static_cast<std::uint64_t>(status.st_ino) == position.inode;
+    unread.push_back({position.path, same_file ? (size > position.offset ? size - position.offset : 0) : size});
+  }
+  return unread;
+}
 
 // Where to point curl or Prometheus: an all-interfaces address is reachable on localhost.
 std::string scrape_url(const MetricsServer::Endpoint& endpoint, bool tls, const std::string& path) {
@@ -448,6 +558,14 @@ int run_follow(const FollowConfig& config) {
     log.error("--journal-unit/--journal-directory read the journal; do not also name files or -");
     return kExitUsage;
   }
+  if (!journal && is_stdin(config.inputs)) {
+    if (std::string problem = unusable_stdin(); !problem.empty()) {
+      log.error("nothing to follow: " + problem +
+                "; name log files or globs, use --journal-unit, or pipe the log in "
+                "(journalctl -u UNIT -o json -f | nixfleet-log-exporter follow)");
+      return problem == "stdin is a directory" ? kExitInputError : kExitUsage;
+    }
+  }
   if (!journal && !is_stdin(config.inputs)) {
     FollowOptions probe;
     probe.patterns = config.inputs;
@@ -477,6 +595,38 @@ int run_follow(const FollowConfig& config) {
   shared.journal_cursor = saved.journal_cursor;
   shared.stdin_journal_cursor = saved.stdin_journal_cursor;
 
+  std::unique_ptr<StateSaver> saver;
+  if (keep_state) saver = std::make_unique<StateSaver>(config.state_file, config.state_interval, shared, log);
+  const bool following_files = !journal && !is_stdin(config.inputs);
+  // The page: with a state file, the counts of the last state write (made now if ingestion moved;
+  // see StateSaver), else the live counts; then the health read live, and process_*.
+  auto page = [&shared, &saver, following_files, journal] {
+    Snapshot snapshot = saver ? Snapshot(*saver->durable_snapshot()) : shared.live_snapshot();
+    FollowHealth health;
+    const double last_read = shared.last_read_time.load(std::memory_order_relaxed);
+    if (last_read > 0) health.last_read_time = last_read;
+    health.following_files = following_files;
+    if (following_files) {
+      std::vector<FilePosition> positions;
+      {
+        std::lock_guard lock(shared.mutex);
+        positions = shared.positions;
+      }
+      health.unread_files = unread_files(positions);  // stat outside the lock
+    }
+    if (journal) {
+      const double entry_time = shared.journal_entry_time.load(std::memory_order_relaxed);
+      const bool caught_up = shared.journal_caught_up.load(std::memory_order_relaxed);
+      health.journal_lag_seconds = caught_up || entry_time == 0 ? 0.0 : unix_now() - entry_time;
+    }
+    if (saver) health.state = saver->health();
+    for (Family& family : health_families(health)) snapshot.push_back(std::move(family));
+    // /proc is read outside any lock: a scrape must not slow ingestion down.
+    for (Family& family : process_families()) snapshot.push_back(std::move(family));
+    std::sort(snapshot.begin(), snapshot.end(), [](const Family& a, const Family& b) { return a.name < b.name; });
+    return snapshot;
+  };
+
   ServerOptions server_options;
   server_options.listen_addresses = config.listen_addresses;
   server_options.telemetry_path = config.telemetry_path;
@@ -488,7 +638,7 @@ int run_follow(const FollowConfig& config) {
   server_options.version = NLE_VERSION;
   server_options.revision = NLE_GIT_COMMIT;
   MetricsServer server(
-      server_options, [&shared] { return shared.snapshot(); },
+      server_options, page,
       [&shared](int status) {
         std::lock_guard lock(shared.mutex);
         shared.registry.add_self(SelfCounter::http_requests, std::to_string(status));
@@ -503,8 +653,6 @@ int run_follow(const FollowConfig& config) {
 
   std::unique_ptr<JournalIngestSink> journal_sink;
   std::unique_ptr<JournalSource> journal_source;
-  std::unique_ptr<StateSaver> saver;
-  if (keep_state) saver = std::make_unique<StateSaver>(config.state_file, config.state_interval, shared, log);
   Ingestion ingestion(shared, config.ingest.input_format, saver.get(), saved.build_info ? saved.build_info->order : 0);
   if (journal) {
     JournalOptions journal_options;
@@ -542,7 +690,7 @@ int run_follow(const FollowConfig& config) {
 
   std::unique_ptr<FileSink> file_sink;
   std::unique_ptr<Follower> follower;
-  if (!journal && !is_stdin(config.inputs)) {
+  if (following_files) {
     FollowOptions follow_options;
     follow_options.patterns = config.inputs;
     follow_options.from_beginning = config.from_beginning;
@@ -555,6 +703,7 @@ int run_follow(const FollowConfig& config) {
     file_sink->set_follower(*follower);
   }
 
+  StdinEnd stdin_end = StdinEnd::end_of_input;
   std::atomic<bool> stopping{false};
   std::thread signal_thread([&] {
     for (;;) {
@@ -594,22 +743,34 @@ int run_follow(const FollowConfig& config) {
     log.info("following the journal", {{"units", std::to_string(config.journal_units.size())}});
     journal_source->run();
     journal_sink->finish();
-  } else if (server.set_ready(true), follow_stdin(stop_fd, ingestion, shared, config.ingest, keep_state, log)) {
-    log.info("end of input; all lines counted");
-    if (config.linger) {
-      log.info("lingering: serving the final counters until SIGTERM");
-      pollfd fd = {stop_fd, POLLIN, 0};
-      while (::poll(&fd, 1, -1) < 0 && errno == EINTR) {
+  } else {
+    server.set_ready(true);
+    stdin_end = follow_stdin(stop_fd, ingestion, shared, config.ingest, keep_state, log);
+    if (stdin_end == StdinEnd::end_of_input) {
+      log.info("end of input; all lines counted");
+      if (config.linger) {
+        log.info("lingering: serving the final counters until SIGTERM");
+        pollfd fd = {stop_fd, POLLIN, 0};
+        while (::poll(&fd, 1, -1) < 0 && errno == EINTR) {
+        }
       }
     }
   }
-  if (saver) saver->stop_and_save();
+  const bool final_save_ok = !saver || saver->stop_and_save();
 
   // Wake the signal thread if it is still waiting (end of stdin), then shut down.
   if (!stopping.exchange(true)) pthread_kill(signal_thread.native_handle(), SIGTERM);
   signal_thread.join();
   server.stop();
   ::close(stop_fd);
+  if (!final_save_ok) {
+    log.error("stopped, but the final state could not be saved", {{"path", config.state_file}});
+    return kExitInputError;
+  }
+  if (stdin_end == StdinEnd::read_error) {
+    log.error("stopped after a read error on stdin");
+    return kExitInputError;
+  }
   log.info("stopped");
   return kExitOk;
 }

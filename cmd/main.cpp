@@ -154,8 +154,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   follow->add_flag("--state-reset", follow_config.state_reset,
                    "Ignore the saved state: start from zero counters and the usual start positions");
+  // One value per flag: `--journal-unit cp cp.log` names a unit and a file (then refused together),
+  // not two units.
   follow->add_option("--journal-unit", follow_config.journal_units,
-                     "Read the systemd journal for this unit (repeatable) instead of files or stdin");
+                     "Read the systemd journal for this unit (repeatable) instead of files or stdin")
+      ->allow_extra_args(false);
   follow->add_option("--journal-directory", follow_config.journal_directory,
                      "Read the journal files in this directory instead of the system journal")
       ->check(CLI::ExistingDirectory);

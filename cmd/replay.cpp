@@ -501,6 +501,7 @@ int run_replay(const ReplayConfig& config) {
   Registry registry(registry_options(config.ingest));
   LineIngester ingester(config.ingest.input_format, registry);
   bool all_read = true;
+  std::size_t read_whole = 0;  // inputs read to their end without an error
 
   ProgressMeter progress(progress_mode(config.progress), total_input_bytes(config.inputs), config.inputs.size());
   std::unique_ptr<StepPointStore> store;
@@ -544,10 +545,18 @@ int run_replay(const ReplayConfig& config) {
     if (!ok) {
       progress.say("nixfleet-log-exporter: error reading " + error);
       all_read = false;
+    } else {
+      ++read_whole;
     }
   }
   progress.finish();
 
+  // Nothing could be read at all: a page of zeros would look like a quiet log to a textfile
+  // collector pipeline (replay > cp.prom), so say so and write nothing.
+  if (read_whole == 0) {
+    std::fprintf(stderr, "nixfleet-log-exporter: no input could be read; no metrics written\n");
+    return kExitInputError;
+  }
   const Snapshot snapshot = registry.snapshot();
   if (step_mode) {
     clock.finish();

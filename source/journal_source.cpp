@@ -209,8 +209,11 @@ void JournalSource::poll_once() {
     }
     last_cursor_ = std::unique_ptr<char, FreeDeleter>(raw_cursor).get();
     anchor_cursor_ = last_cursor_;
-    // `field` still points into sd-journal's mapping: sd_journal_get_cursor() does not move it.
-    sink_.on_message(field.substr(kMessagePrefix.size()), last_cursor_);
+    std::uint64_t realtime_usec = 0;
+    if (sd_journal_get_realtime_usec(j, &realtime_usec) < 0) realtime_usec = 0;
+    // `field` still points into sd-journal's mapping: sd_journal_get_cursor() and
+    // sd_journal_get_realtime_usec() do not move it.
+    sink_.on_message(field.substr(kMessagePrefix.size()), last_cursor_, realtime_usec);
   }
   if (!stop_requested_.load(std::memory_order_relaxed)) sink_.on_caught_up();
 }

@@ -27,6 +27,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -53,9 +54,10 @@ struct JournalOptions {
 class JournalSink {
  public:
   virtual ~JournalSink() = default;
-  // One call per entry: MESSAGE's bytes as stored, and the entry's cursor. Both views die when
-  // the call returns.
-  virtual void on_message(std::string_view message, std::string_view cursor) = 0;
+  // One call per entry: MESSAGE's bytes as stored, the entry's cursor, and when it was logged
+  // (__REALTIME_TIMESTAMP, microseconds since the Unix epoch; 0 if unreadable). Both views die
+  // when the call returns.
+  virtual void on_message(std::string_view message, std::string_view cursor, std::uint64_t realtime_usec) = 0;
   // Every available entry has been handed out (a good moment to complete held records and save
   // state). Not called when request_stop() interrupts a backlog.
   virtual void on_caught_up() = 0;

@@ -496,7 +496,8 @@ bool write_all(int fd, std::string_view bytes) {
   return true;
 }
 
-bool write_state_file_impl(const std::string& path, std::string_view contents, std::string& error) {
+bool write_state_file_impl(const std::string& path, std::string_view contents, std::string& error,
+                           StateDurability durability) {
   if (path.empty() || path.back() == '/') {
     error = "state file path \"" + path + "\" does not name a file";
     return false;
@@ -520,7 +521,8 @@ bool write_state_file_impl(const std::string& path, std::string_view contents, s
     const int saved = errno;
     return fail("cannot write " + temp + " (state file " + path + ")", saved);
   }
-  if (::fsync(file.get()) != 0) {
+  const bool flush = durability == StateDurability::power_loss;
+  if (flush && ::fsync(file.get()) != 0) {
     const int saved = errno;
     return fail("cannot fsync " + temp + " (state file " + path + ")", saved);
   }
@@ -533,6 +535,7 @@ bool write_state_file_impl(const std::string& path, std::string_view contents, s
     const int saved = errno;
     return fail("cannot rename " + temp + " to " + path, saved);
   }
+  if (!flush) return true;
 
   // Without this the rename itself may not survive a power cut: the old file would come back.
   const std::string directory = directory_of(path);
@@ -750,9 +753,10 @@ std::optional<ExporterState> parse_state(std::string_view text, std::string& err
   }
 }
 
-bool write_state_file(const std::string& path, std::string_view contents, std::string& error) {
+bool write_state_file(const std::string& path, std::string_view contents, std::string& error,
+                      StateDurability durability) {
   try {
-    return write_state_file_impl(path, contents, error);
+    return write_state_file_impl(path, contents, error, durability);
   } catch (const std::exception& e) {
     error = "cannot write state file " + path + ": " + e.what();
     return false;

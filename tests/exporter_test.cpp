@@ -23,9 +23,10 @@
 #include <vector>
 
 #include "exporter/exposition.h"
-#include "exporter/step_sampler.h"
+#include "exporter/health_metrics.h"
 #include "exporter/process_metrics.h"
 #include "exporter/registry.h"
+#include "exporter/step_sampler.h"
 #include "parsers/event.h"
 
 // Counts every heap allocation in this binary, so a test can pin that a path allocates nothing.
@@ -389,16 +390,16 @@ TEST_CASE("rendered output has no trailing spaces, ends in a newline and is vali
 // ---------------------------------------------------------------------------------------------
 // Registry
 
-TEST_CASE("five known gates exist at zero from the start") {
+TEST_CASE("six known gates, quarantine among them, exist at zero from the start") {
   const Snapshot snapshot = Registry().snapshot();
   const Family* gates = find_family(snapshot, "nixfleet_gate_block");
   REQUIRE(gates != nullptr);
   CHECK(gates->type == MetricType::counter);
   CHECK(gates->label_names == std::vector<std::string>{"gate"});
-  REQUIRE(gates->series.size() == 5);
+  REQUIRE(gates->series.size() == 6);
   // Sorted by value, bytewise.
   const std::vector<std::string> expected = {"channel-edges", "compliance-wave", "disruption-budget", "host-edge",
-                                             "wave-promotion"};
+                                             "quarantine",    "wave-promotion"};
   for (std::size_t i = 0; i < expected.size(); ++i) {
     CHECK(gates->series[i].label_values == std::vector<std::string>{expected[i]});
     CHECK(gates->series[i].value == 0);
@@ -443,7 +444,7 @@ TEST_CASE("an unknown gate is counted under its own name") {
   const Snapshot snapshot = registry.snapshot();
   CHECK(value_of(snapshot, "nixfleet_gate_block", {"quorum-wait"}) == 1);
   CHECK(value_of(snapshot, "nixfleet_gate_block", {"host-edge"}) == 1);
-  CHECK(find_family(snapshot, "nixfleet_gate_block")->series.size() == 6);
+  CHECK(find_family(snapshot, "nixfleet_gate_block")->series.size() == 7);
 }
 
 TEST_CASE("an invalid UTF-8 host becomes U+FFFD and shares one series") {
@@ -538,14 +539,14 @@ TEST_CASE("series beyond the cap are counted as dropped, not lost") {
   registry.record(compliance("C3", "h1"));  // a third label set: refused
   registry.record(compliance("C3", "h1"));
   registry.record(compliance("C1", "h1"));  // an existing one still counts
-  registry.record(gate_block("new-gate"));  // the five known gates already exceed a cap of 2
+  registry.record(gate_block("new-gate"));  // the six known gates already exceed a cap of 2
   const Snapshot snapshot = registry.snapshot();
   CHECK(find_family(snapshot, "nixfleet_compliance_failure_events")->series.size() == 2);
   CHECK(value_of(snapshot, "nixfleet_compliance_failure_events", {"C1", "h1"}) == 2);
   CHECK(value_of(snapshot, "nixfleet_log_exporter_series_dropped", {"nixfleet_compliance_failure_events_total"}) ==
         2);
   CHECK(value_of(snapshot, "nixfleet_log_exporter_series_dropped", {"nixfleet_gate_block_total"}) == 1);
-  CHECK(find_family(snapshot, "nixfleet_gate_block")->series.size() == 5);
+  CHECK(find_family(snapshot, "nixfleet_gate_block")->series.size() == 6);
   // Every recognised event is still counted by kind.
   CHECK(value_of(snapshot, "nixfleet_log_exporter_events", {"compliance_failure"}) == 5);
   CHECK(value_of(snapshot, "nixfleet_log_exporter_events", {"gate_block"}) == 1);
@@ -941,6 +942,7 @@ nixfleet_gate_block_total{gate="channel-edges"} 0
 nixfleet_gate_block_total{gate="compliance-wave"} 2
 nixfleet_gate_block_total{gate="disruption-budget"} 0
 nixfleet_gate_block_total{gate="host-edge"} 0
+nixfleet_gate_block_total{gate="quarantine"} 0
 nixfleet_gate_block_total{gate="wave-promotion"} 0
 # HELP nixfleet_log_exporter_build_info The exporter's build: version, revision, branch, compiler, platform; always 1.
 # TYPE nixfleet_log_exporter_build_info gauge
@@ -1066,7 +1068,7 @@ TEST_CASE("a page with every family touched passes promtool check metrics") {
   if (!promtool_installed()) FAIL("promtool is not installed (Debian package prometheus; CI installs it)");
 
   RegistryOptions options;
-  options.max_series_per_family = 7;
+  options.max_series_per_family = 8;  // the six known gates, quorum-wait, over-the-cap; not also-over
   options.exporter_version = "0.1.0";
   Registry registry(options);
   registry.record(compliance("CIS-5.2.1", "web-07"));
@@ -1086,7 +1088,15 @@ TEST_CASE("a page with every family touched passes promtool check metrics") {
   registry.set_self(nle::SelfGauge::files_watched, 1);
   Snapshot snapshot = registry.snapshot();
   REQUIRE(value_of(snapshot, "nixfleet_log_exporter_series_dropped", {"nixfleet_gate_block_total"}) == 1);
+  nle::FollowHealth health;
+  health.last_read_time = 1764672000.5;
+  health.following_files = true;
+  health.unread_files = {{"/var/log/cp.log", 10}, {"/var/log/c\"p\n.log", 0}};
+  health.journal_lag_seconds = 1.5;
+  health.state = nle::FollowHealth::StateSaves{2, 1764670000, 1764671999.25};
+  for (Family& family : nle::health_families(health)) snapshot.push_back(std::move(family));
   for (Family& family : nle::process_families()) snapshot.push_back(std::move(family));
+  std::sort(snapshot.begin(), snapshot.end(), [](const Family& a, const Family& b) { return a.name < b.name; });
   const std::string page = render_prometheus(snapshot);
   const auto [code, output] = promtool_check(page);
   INFO(page);
@@ -1233,4 +1243,52 @@ TEST_CASE("step timestamps are Unix seconds with the fraction only when there is
   CHECK(nle::format_timestamp_seconds(kT0 + 500'000) == "1795162440.5");
   CHECK(nle::format_timestamp_seconds(kT0 + 1) == "1795162440.000001");
   CHECK(nle::format_timestamp_seconds(-500'000) == "-0.5");
+}
+
+// ---- follow's health families ----------------------------------------------------------------
+
+TEST_CASE("health families: only those that apply, sorted, with zero before the first read or save") {
+  nle::FollowHealth health;  // stdin, no state file, nothing read yet
+  std::vector<Family> families = nle::health_families(health);
+  REQUIRE(families.size() == 1);
+  CHECK(families[0].name == "nixfleet_log_exporter_last_read_timestamp_seconds");
+  CHECK(families[0].type == MetricType::gauge);
+  CHECK(families[0].series.at(0).value == 0);
+
+  health.following_files = true;
+  health.journal_lag_seconds = -0.25;  // an entry stamped in the future by a skewed clock
+  health.state = nle::FollowHealth::StateSaves{3, 1000, std::nullopt};
+  families = nle::health_families(health);
+  std::vector<std::string> names;
+  for (const Family& family : families) names.push_back(family.name);
+  CHECK(names == std::vector<std::string>{"nixfleet_log_exporter_file_unread_bytes",
+                                          "nixfleet_log_exporter_journal_lag_seconds",
+                                          "nixfleet_log_exporter_last_read_timestamp_seconds",
+                                          "nixfleet_log_exporter_state_last_save_timestamp_seconds",
+                                          "nixfleet_log_exporter_state_save_failures"});
+  CHECK(families[1].series.at(0).value == 0);  // never negative
+  CHECK(families[3].series.at(0).value == 0);  // no save yet
+  CHECK(families[4].type == MetricType::counter);
+  CHECK(families[4].series.at(0).value == 3);
+  CHECK(families[4].series.at(0).created == 1000);
+}
+
+TEST_CASE("unread bytes: one series per file up to the cap, the rest summed under file=other") {
+  nle::FollowHealth health;
+  health.following_files = true;
+  for (std::size_t i = 0; i < nle::kMaxUnreadFileSeries + 6; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "/logs/cp-%03zu.log", nle::kMaxUnreadFileSeries + 5 - i);  // given unsorted
+    health.unread_files.push_back({name, 10});
+  }
+  const std::vector<Family> families = nle::health_families(health);
+  const Family* unread = find_family(families, "nixfleet_log_exporter_file_unread_bytes");
+  REQUIRE(unread != nullptr);
+  CHECK(unread->label_names == std::vector<std::string>{"file"});
+  REQUIRE(unread->series.size() == nle::kMaxUnreadFileSeries + 1);
+  CHECK(unread->series.front().label_values == std::vector<std::string>{"/logs/cp-000.log"});
+  CHECK(value_of(families, "nixfleet_log_exporter_file_unread_bytes", {"other"}) == 60);  // six files of 10
+  for (std::size_t i = 1; i < unread->series.size(); ++i) {
+    CHECK(unread->series[i - 1].label_values < unread->series[i].label_values);
+  }
 }

@@ -91,8 +91,9 @@ void write_journal(const TempDir& tmp, const Strings& messages, const std::strin
 // Records what the source hands out; safe to read from another thread while run() goes on.
 class Recorder : public JournalSink {
  public:
-  void on_message(std::string_view message, std::string_view cursor) override {
+  void on_message(std::string_view message, std::string_view cursor, std::uint64_t realtime_usec) override {
     std::lock_guard lock(mu_);
+    realtimes_.push_back(realtime_usec);
     messages_.emplace_back(message);
     cursors_.emplace_back(cursor);
     changed_.notify_all();
@@ -127,6 +128,10 @@ class Recorder : public JournalSink {
     std::lock_guard lock(mu_);
     return notices_;
   }
+  std::vector<std::uint64_t> realtimes() const {
+    std::lock_guard lock(mu_);
+    return realtimes_;
+  }
   int caught_up() const {
     std::lock_guard lock(mu_);
     return caught_up_;
@@ -145,6 +150,7 @@ class Recorder : public JournalSink {
   mutable std::mutex mu_;
   std::condition_variable changed_;
   Strings messages_, cursors_, errors_, notices_;
+  std::vector<std::uint64_t> realtimes_;
   int caught_up_ = 0;
 };
 
@@ -180,6 +186,12 @@ TEST_CASE("a unit name without a type gets .service, one with a type is kept", "
 
 TEST_CASE("a directory read from the head delivers every entry in order, then catches up", "[journal]") {
   TempDir tmp;
+  const auto now_usec = [] {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count());
+  };
+  const std::uint64_t written_after = now_usec();
   write_journal(tmp, Strings{"first", "second", "third"});
   Recorder sink;
   JournalSource source(from_head(tmp), sink);
@@ -189,6 +201,13 @@ TEST_CASE("a directory read from the head delivers every entry in order, then ca
   CHECK(sink.messages() == Strings{"first", "second", "third"});
   CHECK(sink.caught_up() == 1);
   CHECK(sink.errors().empty());
+  // Each entry's own time (the fixture stamps them now, strictly increasing), for the lag metric.
+  const std::vector<std::uint64_t> realtimes = sink.realtimes();
+  REQUIRE(realtimes.size() == 3);
+  CHECK(realtimes[0] >= written_after);
+  CHECK(realtimes[0] < realtimes[1]);
+  CHECK(realtimes[1] < realtimes[2]);
+  CHECK(realtimes[2] <= now_usec());
   const Strings cursors = sink.cursors();
   REQUIRE(cursors.size() == 3);
   CHECK(cursors[0] != cursors[1]);

@@ -460,6 +460,24 @@ TEST_CASE("an atomic write replaces the old content and leaves no temp file behi
   CHECK(dir.entries() == std::vector<std::string>{"state.json"});
 }
 
+TEST_CASE("a write for process crashes only (no fsync) is just as atomic and as whole") {
+  TempDir dir;
+  const std::string path = dir.file("state.json");
+  std::string error;
+  using nle::StateDurability;
+  REQUIRE(nle::write_state_file(path, "old", error, StateDurability::process_crash));
+  REQUIRE(::link(path.c_str(), dir.file("before").c_str()) == 0);
+  REQUIRE(nle::write_state_file(path, std::string(100000, 'n'), error, StateDurability::process_crash));
+  CHECK(read_whole(dir.file("before")) == "old");
+  CHECK(read_whole(path) == std::string(100000, 'n'));
+  REQUIRE(nle::write_state_file(path, "flushed", error, StateDurability::power_loss));
+  CHECK(read_whole(path) == "flushed");
+  CHECK(dir.entries() == std::vector<std::string>{"before", "state.json"});
+  // Failures are reported the same way: a directory that does not exist.
+  CHECK_FALSE(nle::write_state_file(dir.file("absent/state.json"), "x", error, StateDurability::process_crash));
+  CHECK(error.find("absent/state.json.tmp") != std::string::npos);
+}
+
 TEST_CASE("the old state stays whole while a new one is written") {
   // The rename is the only moment `path` changes: a hard link taken before the write still holds
   // the old bytes, which would not be so if the file had been rewritten in place.

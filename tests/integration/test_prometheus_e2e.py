@@ -1,6 +1,5 @@
 """End to end with a real Prometheus server (Debian's `prometheus`): it scrapes `follow` every
 second over loopback, and its query API must return the exact counts the generator expects."""
-import os
 import pathlib
 import shutil
 import subprocess
@@ -8,9 +7,8 @@ import tempfile
 import unittest
 
 import harness
+import prometheus_server
 from harness import append
-
-PROMETHEUS = harness.PROMETHEUS
 
 
 def expected_values(exposition: str) -> dict:
@@ -30,38 +28,8 @@ class PrometheusEndToEndTest(unittest.TestCase):
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def start_prometheus(self, target_port):
-        """Prometheus scraping the exporter every second, with a temporary TSDB."""
-        return harness.start_prometheus(
-            self, self.tmp,
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
-            "scrape_configs:\n  - job_name: nle\n    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{target_port}']\n",
-            f"--storage.tsdb.path={self.tmp / 'tsdb'}")
-
-    def query(self, base, promql):
-        """The single value of an instant query, or None when it has no result yet."""
-        result = harness.prometheus_query(base, promql)
-        if not result:
-            return None
-        if len(result) != 1:
-            raise AssertionError(f"query {promql!r} gave {len(result)} series")
-        return result[0][1]
-
-    def wait_query(self, base, promql, expected, timeout=30.0):
-        last = []
-
-        def check():
-            last[:] = [self.query(base, promql)]
-            return last[0] == expected
-        try:
-            harness.wait_for(check, timeout=timeout, interval=0.2, message=promql)
-        except AssertionError:
-            self.fail(f"{promql} never became {expected}; last value {last}")
-
     @harness.slow
     def test_prometheus_scrapes_the_exporter_and_its_query_api_returns_the_exact_counts(self):
-        self.assertTrue(os.access(PROMETHEUS, os.X_OK), f"{PROMETHEUS} is missing: install Debian's prometheus")
         log, expected_path = self.tmp / "cp.log", self.tmp / "cp.prom"
         result = subprocess.run([harness.GEN_LOGS, "--format", "mixed", "--bytes", "4M", "--seed", "99",
                                  "--out", log, "--expected", expected_path], capture_output=True, timeout=120)
@@ -71,22 +39,23 @@ class PrometheusEndToEndTest(unittest.TestCase):
         with harness.follow("--from-beginning", log, stderr_dir=self.tmp) as exporter:
             harness.wait_for(lambda: harness.cp_families(exporter.scrape()) == expected_path.read_text(),
                              timeout=30, message="the exporter's own counts")
-            base = self.start_prometheus(exporter.port)
-            self.wait_query(base, 'up{job="nle"}', 1)
-            self.wait_query(base, "nixfleet_runtime_gate_error_events_total", expected["runtime"])
-            self.wait_query(base, "sum(nixfleet_compliance_failure_events_total)", expected["failures"])
-            self.wait_query(base, "count(nixfleet_compliance_failure_events_total)", expected["series"])
-            self.wait_query(base, 'nixfleet_gate_block_total{gate="compliance-wave"}', expected["compliance_wave"])
-            self.wait_query(base, "count(nixfleet_cp_build_info)", 1)
+            prometheus = prometheus_server.start(self, self.tmp, [f"127.0.0.1:{exporter.port}"])
+            wait_query = prometheus.wait_query
+            wait_query('up{job="nle"}', 1)
+            wait_query("nixfleet_runtime_gate_error_events_total", expected["runtime"])
+            wait_query("sum(nixfleet_compliance_failure_events_total)", expected["failures"])
+            wait_query("count(nixfleet_compliance_failure_events_total)", expected["series"])
+            wait_query('nixfleet_gate_block_total{gate="compliance-wave"}', expected["compliance_wave"])
+            wait_query("count(nixfleet_cp_build_info)", 1)
 
             # Live: lines appended now reach Prometheus through the next scrapes.
             append(log, harness.runtime_gate_error_line() * 3
                    + harness.compliance_failure_line(host="e2e-host", control_id="CIS-E2E"))
-            self.wait_query(base, "nixfleet_runtime_gate_error_events_total", expected["runtime"] + 3)
-            self.wait_query(base, 'nixfleet_compliance_failure_events_total{host="e2e-host",control_id="CIS-E2E"}', 1)
-            self.wait_query(base, "sum(nixfleet_compliance_failure_events_total)", expected["failures"] + 1)
+            wait_query("nixfleet_runtime_gate_error_events_total", expected["runtime"] + 3)
+            wait_query('nixfleet_compliance_failure_events_total{host="e2e-host",control_id="CIS-E2E"}', 1)
+            wait_query("sum(nixfleet_compliance_failure_events_total)", expected["failures"] + 1)
             # Prometheus asked for OpenMetrics and parsed it: no failed scrapes along the way.
-            self.wait_query(base, 'min_over_time(up{job="nle"}[1h])', 1)
+            wait_query('min_over_time(up{job="nle"}[1h])', 1)
             self.assertGreater(exporter.samples()['nixfleet_log_exporter_http_requests_total{code="200"}'], 0)
 
 

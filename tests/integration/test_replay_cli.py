@@ -72,6 +72,15 @@ class ReplayCliTest(unittest.TestCase):
         self.assertEqual(result.returncode, 1)
         self.assertIn("Is a directory", result.stderr.decode())
 
+    def test_no_readable_input_at_all_exits_1_and_writes_no_page(self):
+        # A textfile-collector pipeline (replay > cp.prom) must never publish a page of zeros.
+        for args in ([self.tmp / "absent.log"], [self.tmp], [self.tmp / "absent.log", self.tmp / "gone.log.gz"]):
+            with self.subTest(args=args):
+                result = harness.run("replay", *args)
+                self.assertEqual(result.returncode, 1)
+                self.assertEqual(result.stdout, b"")
+                self.assertIn("no input could be read; no metrics written", result.stderr.decode())
+
     def test_an_unreadable_input_loses_nothing_from_the_good_ones(self):
         result = harness.run("replay", GOLDEN / "json.log", self.tmp / "absent.log")
         self.assertEqual(result.returncode, 1)
