@@ -13,6 +13,7 @@ import time
 import unittest
 
 import harness
+import journal_fixture
 import prometheus_server
 
 HOSTS = ["web-01", "web-02", "db-01"]
@@ -159,6 +160,47 @@ class RestartMonotonicTest(unittest.TestCase):
         self.assertGreater(poller.scrapes, 100)
         # The lines were all read, and each exactly once.
         self.assertEqual(exporter.samples()["nixfleet_log_exporter_lines_read_total"], writer.lines + 1)
+        self.assertEqual(exporter.stop(), 0)
+
+    def test_kill_9_while_reading_the_journal_never_serves_less_and_ends_exact(self):
+        """The same promise for the native journald source, whose position is a cursor."""
+        journal = self.tmp / "journal"
+        state = self.tmp / "state.json"
+        written = 0
+
+        def add_entries(n):
+            nonlocal written
+            journal_fixture.make_journal(journal, [
+                f"2026-11-20T08:14:03.511203Z  INFO report: report received hostname=web-{(written + i) % 3} "
+                f"event=compliance-failure control_id=CIS-1" for i in range(n)])
+            written += n
+
+        def start(port):
+            return harness.start_follow("--journal-directory", journal, "--from-beginning", "--state-file", state,
+                                        port=port, stderr_dir=self.tmp, wait_ready=False)
+        add_entries(50)
+        port = harness.free_port()
+        exporter = start(port)
+        self.addCleanup(lambda: exporter.stop(signal.SIGKILL))
+        poller = Poller(port)
+        poller.start()
+        chaos = random.Random(5)
+        for _ in range(6):
+            deadline = time.monotonic() + chaos.uniform(0.3, 1.0)
+            while time.monotonic() < deadline:
+                add_entries(20)
+            exporter.proc.send_signal(signal.SIGKILL)
+            exporter.proc.wait(timeout=10)
+            exporter = start(port)
+        add_entries(20)
+        key = 'nixfleet_log_exporter_events_total{kind="compliance_failure"}'
+        harness.wait_for(lambda: harness.http_get(exporter.url("/-/ready"), timeout=1)[0] == 200, timeout=15)
+        samples = exporter.wait_value(key, written, timeout=30)
+        self.assertEqual(samples["nixfleet_log_exporter_journal_lag_seconds"], 0)
+        poller.stop_event.set()
+        poller.join(timeout=10)
+        self.assertEqual(poller.decreases, [], "a served value went down")
+        self.assertGreater(poller.scrapes, 50)
         self.assertEqual(exporter.stop(), 0)
 
 
