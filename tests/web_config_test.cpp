@@ -291,3 +291,18 @@ TEST_CASE("the authenticator caches verified credentials and follows changed use
   CHECK_FALSE(auth.allows(users, basic("alice:secret")));
   CHECK(auth.allows(users, basic("bob:other")));
 }
+
+TEST_CASE("the example web configs in packaging/ parse") {
+  const std::string packaging = std::string(NLE_TESTDATA_DIR) + "/../packaging/";
+  const WebConfigResult full = nle::load_web_config(packaging + "web-config.yml.example");
+  INFO(full.error);
+  REQUIRE(full.config);
+  CHECK(full.config->tls.cert_file == packaging + "tls.crt");
+  CHECK(full.config->tls.client_auth == ClientAuth::require_and_verify_client_cert);
+  CHECK(full.config->users.size() == 1);
+  CHECK(nle::bcrypt_matches(full.config->users.at("prometheus"), "example-password"));
+  CHECK(full.config->rate_limit.burst == 20);
+  const WebConfigResult shipped = nle::load_web_config(packaging + "web-config.example.yml");
+  INFO(shipped.error);
+  CHECK(shipped.config);
+}
