@@ -118,7 +118,7 @@ int main(int argc, char** argv) {
   follow->add_option("--web.listen-address", follow_config.listen_addresses,
                      "Address to serve metrics on (repeatable: every one is served)")
       ->allow_extra_args(false)  // one address per flag: what follows is an input
-      ->capture_default_str();
+      ->default_str("127.0.0.1:9761");
   follow->add_option("--web.config.file", follow_config.web_config_file,
                      "exporter-toolkit web config (TLS, basic auth, headers, rate limit), read again per request");
   follow->add_flag("--web.systemd-socket", follow_config.systemd_socket,
