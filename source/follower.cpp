@@ -223,9 +223,11 @@ struct Retired {
   std::uint32_t fingerprint_bytes = 0;
 };
 
-// The content of a file that was read up to `offset` and then truncated away (copytruncate) or
-// finished: a later file that starts with `head` is a copy of it, read from `offset` on.
+// The content of the file at `path` that was read up to `offset` and then truncated away
+// (copytruncate): a later file at a rotated name of `path` that starts with `head` is its copy,
+// read from `offset` on.
 struct ReadContent {
+  std::string path;
   std::string head;
   std::uint64_t offset = 0;
 };
@@ -243,6 +245,12 @@ bool rejected_pattern(const std::string& pattern) { return pattern.empty() || pa
 bool is_plain_rotated_name(std::string_view name, std::string_view base) {
   return name.size() > base.size() + 1 && name.substr(0, base.size()) == base &&
          (name[base.size()] == '.' || name[base.size()] == '-') && compression_of(name, {}).empty();
+}
+
+// Whether `path` is where logrotate puts a copy of `original`: a plain rotated name of it in the
+// same directory (cp.log.1 or cp.log-20261202 for cp.log).
+bool is_rotated_path_of(const std::string& path, const std::string& original) {
+  return dir_of(path) == dir_of(original) && is_plain_rotated_name(base_of(path), base_of(original));
 }
 
 }  // namespace
@@ -742,23 +750,25 @@ struct Follower::Impl {
 
   // ---- copies ---------------------------------------------------------------------------------
 
-  // The content of `s` read so far, for a copy of it found later (the stream is being truncated or
-  // finished).
-  void remember_content(const Stream& s) {
-    if (s.held || s.head.empty()) return;
-    std::erase_if(read_contents, [&](const ReadContent& r) { return r.head == s.head; });  // the newest counts
-    read_contents.push_back({s.head, s.splitter.complete_offset()});
+  // What was read of t's file `s`, which is being truncated, for its copy found later.
+  void remember_content(const Tracked& t, const Stream& s) {
+    if (s.head.empty()) return;
+    std::erase_if(read_contents, [&](const ReadContent& r) { return r.path == t.path && r.head == s.head; });
+    read_contents.push_back({t.path, s.head, s.splitter.complete_offset()});
     if (read_contents.size() > kMaxReadContents) read_contents.pop_front();
     read_contents_added = true;
   }
 
-  // The copy logrotate's copytruncate made of t's file, looked for beside the path: the first
-  // plain rotated name, not open, holding more than `offset` bytes, that is_copy(stream) accepts.
-  // Returns it placed at `offset` (where reading of the original stopped), or nullptr.
+  // The copy logrotate's copytruncate made of t's file, looked for beside the path: of the plain
+  // rotated names not open, holding more than `offset` bytes, that is_copy(stream) accepts, the
+  // newest (an older copy may hold the same lines when lines repeat). Returns it placed at
+  // `offset` (where reading of the original stopped), or nullptr.
   template <class IsCopy>
   std::unique_ptr<Stream> copy_beside(Tracked& t, std::uint64_t offset, IsCopy&& is_copy) {
     const std::string dir = dir_of(t.path);
     const std::string base = base_of(t.path);
+    std::unique_ptr<Stream> newest;
+    std::int64_t newest_mtime_ns = 0;
     Dir d(dir);
     while (auto name = d.next()) {
       if (!is_plain_rotated_name(*name, base)) continue;
@@ -771,12 +781,15 @@ struct Follower::Impl {
           find_open(id_of(st)).first != nullptr) {
         continue;
       }
+      const std::int64_t mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+      if (newest && mtime_ns < newest_mtime_ns) continue;
       auto copy = std::make_unique<Stream>(std::move(fd), id_of(st), options.max_line_bytes);
       if (!is_copy(*copy)) continue;
-      start_at(*copy, offset);
-      return copy;
+      newest = std::move(copy);
+      newest_mtime_ns = mtime_ns;
     }
-    return nullptr;
+    if (newest) start_at(*newest, offset);
+    return newest;
   }
 
   // At a truncation of a literal path's file (no glob finds the copy): the copy whose first bytes
@@ -799,9 +812,12 @@ struct Follower::Impl {
       t.current.reset();
       return;
     }
-    // Content that was truncated away or finished: the copy goes on from where reading stopped.
+    // Only a file at a rotated name of the original can be its copy: a new file whose lines merely
+    // repeat another's (no timestamps, say) is read whole. Content truncated away: the copy goes on
+    // from where reading stopped.
     bool early = false;
     for (auto it = read_contents.rbegin(); it != read_contents.rend(); ++it) {  // newest first
+      if (!is_rotated_path_of(t.path, it->path)) continue;
       const HeadMatch m = match_head(head, it->head);
       if (m == HeadMatch::copy) {
         start_at(c, std::min(it->offset, size_of(c)));
@@ -810,14 +826,13 @@ struct Follower::Impl {
       }
       early = early || m == HeadMatch::prefix;
     }
-    // A copy of a file still being read (copytruncate copies before it truncates): wait, as the
-    // original is read on; its truncation or end decides.
+    // A copy of a file still being read at its path (copytruncate copies before it truncates):
+    // wait, as the original is read on; its truncation decides.
     for (const auto& [path, other] : tracked) {
-      auto open_stream = [&](const Stream& k) { early = early || match_head(head, k.head) != HeadMatch::different; };
-      for (const auto& k : other.old) {
-        if (!k->held) open_stream(*k);
+      if (other.current && other.attached && !other.current->held && is_rotated_path_of(t.path, path) &&
+          match_head(head, other.current->head) != HeadMatch::different) {
+        early = true;
       }
-      if (other.current && other.current.get() != &c && !other.current->held) open_stream(*other.current);
     }
     if (early) return;
     start_at(c, 0);
@@ -990,7 +1005,6 @@ struct Follower::Impl {
     t.replaced = true;
     s.splitter.finish([&](std::string_view line) { sink.on_line(t.path, line); },
                       [&](std::uint64_t bytes) { sink.on_oversize(t.path, bytes); });
-    remember_content(s);
     // The end of a file ends a batch too: whoever batches lines per chunk must hear of it.
     sink.on_chunk_done(t.path, 0);
     struct stat st {};
@@ -1041,7 +1055,7 @@ struct Follower::Impl {
       struct stat now {};
       if (::fstat(t.current->fd.get(), &now) == 0 &&
           (static_cast<std::uint64_t>(now.st_size) < t.current->read_offset || rewritten(*t.current))) {
-        remember_content(*t.current);  // what was read of it, for its copy (copytruncate)
+        remember_content(t, *t.current);  // what was read of it, for its copy (copytruncate)
         std::unique_ptr<Stream> copy = t.literal ? copy_of_truncated(t, *t.current) : nullptr;
         start_at(*t.current, 0);       // the partial line held is dropped
         sink.on_truncation(t.path);
@@ -1116,8 +1130,8 @@ struct Follower::Impl {
       more = service(t) || more;
     }
     if (read_contents_added) {
-      // A file was truncated or finished after a held match was looked at: its copy can be
-      // decided now rather than at the next change.
+      // A file was truncated after a held match was looked at: its copy can be decided now
+      // rather than at the next change.
       for (auto& [path, t] : tracked) {
         if (!stop.load() && t.current && t.current->held) more = service(t) || more;
       }

@@ -49,18 +49,20 @@
 //   has been finished, the match continues where it ended (same file, long enough, same
 //   fingerprint) instead of reading it again from 0.
 // * Copies (copytruncate through a glob): logrotate copies app.log to app.log.1, then truncates
-//   app.log. A glob's match that appears after the first pass, and is not a file already read under
-//   another name, is *held* (open, unread) until its first bytes (up to 4 KiB) tell what it is,
-//   compared with match_head() against the first bytes of every open file and of the last 32 files
-//   truncated or finished: a copy of a truncated or finished file is read from where reading of the
-//   original stopped (so lines the original lost to the truncation before we read them are read
-//   from the copy, and nothing is read twice); a copy of (or a prefix of) a file still open stays
-//   held while the original is read on -- its truncation or end decides; anything else is new
-//   content, read from its start. A held match that disappears unread was a copy. For a literal
-//   path, at its truncation, the copy is looked for beside it instead: the first plain rotated name
-//   (PATH.<suffix>, PATH-<suffix>; see "Resume") not open and longer than our offset whose first
-//   bytes are a copy is read from our offset as an old file of the path, before the path's new
-//   lines. A copy compressed before we saw it is not read: its unread lines are lost.
+//   app.log. A glob's match that appears after the first pass, is not a file already read under
+//   another name, and is at a plain rotated name (PATH.<suffix>, PATH-<suffix>, not compressed) of
+//   a followed path PATH, is compared by its first bytes (up to 4 KiB, match_head()) with PATH's
+//   content: the content last truncated away at PATH (the last 32 truncations are remembered) --
+//   a copy of it is read from where reading of the original stopped (so lines the original lost
+//   to the truncation before we read them are read from the copy, and nothing is read twice); or
+//   PATH's file still being read -- a copy (or a prefix) of it is *held* (open, unread) while the
+//   original is read on, and its truncation decides. Anything else is new content, read from its
+//   start at once: only a rotated name of a path can be its copy, so a new file whose lines merely
+//   repeat another file's is never taken for a copy. A held match that disappears unread was a
+//   copy. For a literal path, at its truncation, the copy is looked for beside it instead: of the
+//   plain rotated names not open and longer than our offset whose first bytes are a copy, the
+//   newest is read from our offset as an old file of the path, before the path's new lines. A copy
+//   compressed before we saw it is not read: its unread lines are lost.
 // * Stdin: a pattern "-" (or "") is rejected -- stdin is not a file that can rotate; the caller
 //   reads it with a plain read loop. check() says so up front; the follower ignores such a pattern
 //   with one on_read_error(pattern, "unsupported", ...).

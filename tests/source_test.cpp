@@ -1229,18 +1229,64 @@ TEST_CASE("copytruncate through a glob many times counts truncations, not rotati
   for (const auto& e : sink.events()) CHECK(e.rfind("rotation ", 0) != 0);
 }
 
-TEST_CASE("a new glob match that only starts like a file read is read once it differs", "[follower][copies]") {
+TEST_CASE("lines that repeat from file to file are never taken for a copy", "[follower][copies]") {
+  // Logs without timestamps repeat their lines exactly: only where a file is (a rotated name of
+  // a truncated path) makes it a copy.
   TempDir dir;
-  write_file(dir / "a.log", "2026-12-02T10:00:00Z first line of a\n");
+  const std::string log = dir / "cp.log";
+  const auto same = [](int n) {
+    std::string out;
+    for (int i = 0; i < n; ++i) out += "same\n";
+    return out;
+  };
+  write_file(log, same(5));
   RecordingSink sink;
-  Follower f(options_for({dir / "*.log"}), sink);
+  Follower f(options_for({dir / "cp.log*"}), sink);
   f.poll_once();
-  write_file(dir / "b.log", "2026-12-02T1");  // so far a prefix of a.log: held
+  std::size_t expected = 5;
+  SECTION("create: every new file is read whole") {
+    for (int round = 1; round <= 3; ++round) {
+      append(log, same(2));  // not read before the rotation
+      logrotate_create(dir, 4, false, same(5));
+      f.poll_once();
+      f.poll_once();
+      expected += 7;
+    }
+    CHECK(sink.count("rotation cp.log") == 3);
+  }
+  SECTION("copytruncate: every copy is read from where the original was") {
+    for (int round = 1; round <= 3; ++round) {
+      append(log, same(4));
+      f.poll_once();
+      append(log, same(3));  // not read before the truncation: only the copy keeps them
+      if (::access((log + ".1").c_str(), F_OK) == 0) rename_file(log + ".1", log + ".2");
+      copy_file(log, log + ".1");
+      truncate_and_write(log, same(2));
+      f.poll_once();
+      f.poll_once();
+      expected += 9;
+    }
+    CHECK(sink.count("truncation cp.log") == 3);
+  }
+  CHECK(sink.lines().size() == expected);
+}
+
+TEST_CASE("a rotated name that only starts like its original is held, and read whole once it differs",
+          "[follower][copies]") {
+  TempDir dir;
+  write_file(dir / "cp.log", "2026-12-02T10:00:00Z first line of cp.log\n");
+  RecordingSink sink;
+  Follower f(options_for({dir / "cp.log*"}), sink);
   f.poll_once();
-  CHECK(sink.lines() == Lines{"2026-12-02T10:00:00Z first line of a"});
-  append(dir / "b.log", "1:00:00Z first line of b\n");
+  write_file(dir / "cp.log.1", "2026-12-02T1");  // so far a prefix of cp.log: maybe its copy
   f.poll_once();
-  CHECK(sink.lines() == Lines{"2026-12-02T10:00:00Z first line of a", "2026-12-02T11:00:00Z first line of b"});
+  CHECK(sink.lines() == Lines{"2026-12-02T10:00:00Z first line of cp.log"});
+  CHECK(f.positions().size() == 2);
+  CHECK(f.positions()[1].offset == 12);  // held: saved as read to its end
+  append(dir / "cp.log.1", "1:00:00Z first line of cp.log.1\n");
+  f.poll_once();
+  CHECK(sink.lines() ==
+        Lines{"2026-12-02T10:00:00Z first line of cp.log", "2026-12-02T11:00:00Z first line of cp.log.1"});
 }
 
 TEST_CASE("a saved position applies whatever the spelling of the path", "[follower][resume]") {
