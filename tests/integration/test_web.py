@@ -347,6 +347,26 @@ class WebTest(unittest.TestCase):
         harness.wait_for(lambda: all(closed(s) for s in tricklers), timeout=30, interval=0.5,
                          message="trickling connections closed by the header deadline")
 
+    def test_stalled_tls_handshakes_do_not_delay_https_scrapes(self):
+        config = self.web_config("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
+        _, port = self.start("--web.config.file", config)
+        held = []
+        self.addCleanup(lambda: [s.close() for s in held])
+        # 64 clients that start a handshake (the first bytes of a ClientHello) and stall, and 200
+        # that connect and send nothing.
+        for _ in range(64):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"\x16\x03\x01\x02\x00\x01")
+            held.append(s)
+        for _ in range(200):
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        for _ in range(10):
+            begin = time.monotonic()
+            status, _, body = self.https_get(port, timeout=5)  # a new connection and handshake each
+            self.assertEqual(status, 200)
+            self.assertIn(b"nixfleet_gate_block_total", body)
+            self.assertLess(time.monotonic() - begin, 1.0)
+
     def test_pipelined_requests_are_answered_in_order(self):
         _, port = self.start()
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
