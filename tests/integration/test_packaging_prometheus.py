@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import unittest
 
+import harness
 import packaging_files as pf
 
 RULES = pf.PACKAGING / "prometheus/nixfleet-log-exporter.rules.yml"
@@ -87,6 +88,28 @@ class AlertRules(unittest.TestCase):
             self.assertRegex(name, r"^[A-Z][A-Za-z]+$")
             for field in ("severity:", "summary:", "description:"):
                 self.assertIn(field, block, f"{name} lacks {field}")
+
+
+def served_names(exporter) -> set:
+    return {re.split(r"[{ ]", line, 1)[0] for line in exporter.scrape().splitlines() if line and not line.startswith("#")}
+
+
+class MetricNames(unittest.TestCase):
+    def test_rules_and_dashboard_name_only_metrics_the_exporter_serves(self):
+        named = set(re.findall(r"\bnixfleet_[a-z_]+[a-z]", RULES.read_text() + DASHBOARD.read_text()))
+        self.assertIn("nixfleet_log_exporter_journal_lag_seconds", named)
+        workdir = pathlib.Path(tempfile.mkdtemp(prefix="nle-names-"))
+        self.addCleanup(shutil.rmtree, workdir, ignore_errors=True)
+        # A file with two hosts under --max-series 1 (so a series is dropped), then the journal.
+        log = workdir / "cp.log"
+        log.write_bytes(harness.compliance_failure_line(host="a") + harness.compliance_failure_line(host="b"))
+        with harness.follow(log, "--from-beginning", "--max-series", "1", "--state-file", workdir / "file.json") as exporter:
+            exporter.wait_value("nixfleet_log_exporter_lines_read_total", 2)
+            served = served_names(exporter)
+        (workdir / "journal").mkdir()
+        with harness.follow("--journal-directory", workdir / "journal", "--state-file", workdir / "journal.json") as exporter:
+            served |= served_names(exporter)
+        self.assertEqual(sorted(named - served), [])
 
 
 class Dashboard(unittest.TestCase):
