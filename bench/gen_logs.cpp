@@ -5,6 +5,7 @@
 // Usage:
 //   nle_gen_logs --out PATH (--bytes N[K|M|G] | --lines N) [--format FORMAT] [--seed S]
 //                [--event-rate R] [--expected PATH] [--restarts K] [--crlf]
+//                [--quiet-rate R] [--version-rate R] [--spans on|off|some] [--long-rate R]
 //
 //   --format      json | flat | text | ansi | journald | mixed (default json); the shapes are
 //                 those of /work/shared/LOG-FORMAT.md, written the way tracing-subscriber 0.3
@@ -17,6 +18,13 @@
 //   --expected    write the CP counter families the exporter must expose for this log
 //   --restarts K  the CP restarts K times (default 1), each time with a newer version/git_commit
 //   --crlf        end every line with \r\n instead of \n
+// The mix knobs (each unset = the default mix above). Rates are fractions of all entries:
+//   --quiet-rate    `report received` reports whose event never counts (activation-*, ...)
+//   --version-rate  tower-http TraceLayer records (`started processing request`, `finished
+//                   processing request`) inside its `request{method, uri, version}` span
+//   --spans         on: every report and HTTP entry sits in tower-http's request span, as in a CP
+//                   serving through TraceLayer; off: no entry has spans; some: the default
+//   --long-rate     entries with one Debug-printed value of 4-64 KiB (journald shows them as null)
 //   --out -       writes to stdout
 // A one-line summary goes to stderr. Exit codes: 0 done, 1 I/O error, 2 usage error.
 //
@@ -787,6 +795,11 @@ struct Config {
   std::string expected_path;
   unsigned restarts = 1;
   bool crlf = false;
+  // The mix knobs; unset keeps the default mix, byte for byte.
+  std::optional<double> quiet_rate;
+  std::optional<double> version_rate;
+  std::optional<double> long_rate;
+  enum class Spans : std::uint8_t { Some, On, Off } spans = Spans::Some;
 };
 
 // What an exact exporter must count for everything written so far.
@@ -922,6 +935,7 @@ class Generator {
   // Renders e_ in shape s. Appends nothing and sets done_ if it would not fit the budget.
   void emit(Shape s) {
     if (done_) return;
+    if (cfg_.spans == Config::Spans::Off) e_.nspans = 0;
     const std::size_t start = buf_.size();
     const Shape in = inner_shape(s);
     std::string& target = is_journal(s) ? scratch_ : buf_;
@@ -1005,10 +1019,16 @@ class Generator {
     s += '-';
     put_fixed_hex(s, rng_, 12);
   }
-  void add_request_spans(Entry& e, std::string_view uri, std::string_view host) {
+  // tower-http's TraceLayer span: `method` and `uri` with Display, `version` with Debug.
+  void add_tower_span(Entry& e, std::string_view method, std::string_view uri) {
     Span& req = e.add_span("request");
-    req.fields.add("method", "POST");
+    req.fields.add("method", method);
     req.fields.add("uri", uri);
+    req.fields.add("version", rng_.chance(0.9) ? "HTTP/1.1"sv : "HTTP/2.0"sv);
+  }
+  bool spans_on() const { return cfg_.spans == Config::Spans::On; }
+  void add_request_spans(Entry& e, std::string_view uri, std::string_view host) {
+    add_tower_span(e, "POST", uri);
     if (rng_.chance(0.6)) {
       Span& rep = e.add_span("report");
       rep.fields.add("hostname", host);
@@ -1038,13 +1058,24 @@ class Generator {
       }
       return;
     }
-    if (rng_.chance(0.0001)) {
+    // The knobs are fractions of all entries; here, given that this one does not count.
+    double left = 1.0 - cfg_.event_rate;
+    const auto take = [&](const std::optional<double>& rate) {
+      if (!rate || *rate <= 0.0 || left <= 0.0) return false;
+      const bool hit = rng_.chance(*rate / left);
+      left -= *rate;
+      return hit;
+    };
+    if (take(cfg_.long_rate)) return long_line();
+    if (take(cfg_.quiet_rate)) return quiet_report(false);
+    if (take(cfg_.version_rate)) return tower_http_record();
+    if (!cfg_.long_rate && rng_.chance(0.0001)) {
       giant_line();
       return;
     }
     const u64 r = rng_.below(1000);
     if (r < 280) return http_request();
-    if (r < 450) return quiet_report(false);
+    if (r < 450) return cfg_.quiet_rate ? heartbeat() : quiet_report(false);
     if (r < 510) return gate_evaluation();
     if (r < 550) return rollout_advanced();
     if (r < 580) return rejected_report();
@@ -1053,7 +1084,7 @@ class Generator {
     if (r < 640) return error_decoy();
     if (r < 655 && multiline) return multiline_decoy();
     if (r < 685) return signature_in_span();
-    if (r < 690) return quiet_report(true);
+    if (r < 690) return cfg_.quiet_rate ? heartbeat() : quiet_report(true);
     if (r < 710) return heartbeat();
     if (r < 713) return escape_in_value();
     target_assigned();
@@ -1066,7 +1097,7 @@ class Generator {
     const bool wire = json && rng_.chance(0.15);
     e_.reset(rng_.chance(0.3) ? Level::Warn : Level::Info,
              rng_.chance(0.3) ? "nixfleet_control_plane::report"sv : "report"sv, "report received");
-    if (rng_.chance(0.25)) add_request_spans(e_, "/v1/agent/report", host);
+    if (spans_on() || rng_.chance(0.25)) add_request_spans(e_, "/v1/agent/report", host);
     e_.fields.add("hostname", host);
     const std::string_view event =
         rng_.chance(0.15) ? "ComplianceFailure"sv : "compliance-failure"sv;
@@ -1102,7 +1133,7 @@ class Generator {
              : lvl < 8 ? Level::Warn
                        : Level::Info,
              "report", "report received");
-    if (rng_.chance(0.2)) add_request_spans(e_, "/v1/agent/report", host);
+    if (spans_on() || rng_.chance(0.2)) add_request_spans(e_, "/v1/agent/report", host);
     e_.fields.add("hostname", host);
     e_.fields.add("event", rng_.chance(0.2) ? "RuntimeGateError"sv : "runtime-gate-error"sv);
     e_.fields.add("gate", rng_.pick(kKnownGates));
@@ -1144,10 +1175,8 @@ class Generator {
   void http_request() {
     const std::string_view path = rng_.pick(kPaths);
     e_.reset(Level::Debug, "nixfleet_control_plane::http", "http request");
-    if (rng_.chance(0.3)) {
-      Span& req = e_.add_span("request");
-      req.fields.add("method", path == "/metrics" || path == "/healthz" ? "GET"sv : "POST"sv);
-      req.fields.add("uri", path);
+    if (spans_on() || rng_.chance(0.3)) {
+      add_tower_span(e_, path == "/metrics" || path == "/healthz" ? "GET"sv : "POST"sv, path);
     }
     e_.fields.add("method", path == "/metrics" || path == "/healthz" ? "GET"sv : "POST"sv);
     e_.fields.add("path", path);
@@ -1190,7 +1219,7 @@ class Generator {
       Span& replay = e_.add_span("replay");
       replay.fields.add("event", "compliance-failure");
       replay.fields.add_num("batch", rng_.between(1, 999));
-    } else if (rng_.chance(0.25)) {
+    } else if (spans_on() || rng_.chance(0.25)) {
       add_request_spans(e_, "/v1/agent/report", host);
     }
     e_.fields.add("hostname", host);
@@ -1201,6 +1230,7 @@ class Generator {
 
   void rejected_report() {
     e_.reset(Level::Warn, "report", "report rejected: bad signature");
+    if (spans_on()) add_tower_span(e_, "POST", "/v1/agent/report");
     e_.fields.add("hostname", pick_host());
     e_.fields.add("event", "compliance-failure");
     e_.fields.add("control_id", pick_control());
@@ -1212,6 +1242,7 @@ class Generator {
     e_.reset(Level::Warn, "report",
              rng_.chance(0.5) ? "report received from unknown host"sv
                               : "report received twice, dropping duplicate"sv);
+    if (spans_on()) add_tower_span(e_, "POST", "/v1/agent/report");
     e_.fields.add("hostname", pick_host());
     e_.fields.add("event", rng_.chance(0.5) ? "compliance-failure"sv : "runtime-gate-error"sv);
     e_.fields.add("control_id", pick_control());
@@ -1275,6 +1306,50 @@ class Generator {
     e_.reset(Level::Warn, "nixfleet_control_plane::builder", "child process failed");
     e_.fields.add("command", "nix build");
     e_.fields.add("stderr", "\x1b[31;1merror:\x1b[0m builder for compliance-failure check failed");
+  }
+
+  // tower-http's TraceLayer at its default levels: one record as the request starts, one as the
+  // response goes out, both inside the request span (which says `version`).
+  void tower_http_record() {
+    const std::string_view path = rng_.pick(kPaths);
+    const std::string_view method = path == "/metrics" || path == "/healthz" ? "GET"sv : "POST"sv;
+    if (rng_.chance(0.5)) {
+      e_.reset(Level::Debug, "tower_http::trace::on_request", "started processing request");
+    } else {
+      e_.reset(Level::Debug, "tower_http::trace::on_response", "finished processing request");
+      std::string& latency = e_.fields.add("latency");
+      put_u64(latency, rng_.skewed(900));
+      latency += " ms";
+      e_.fields.add_num("status", static_cast<u64>(rng_.pick(kStatuses)));
+    }
+    add_tower_span(e_, method, path);
+  }
+
+  // A Debug-printed value of 4-64 KiB (a fleet dump); journalctl -o json shows such a MESSAGE
+  // as null. Sometimes it is a non-counting report whose payload is the dump.
+  void long_line() {
+    const u64 want = rng_.between(4 << 10, 64 << 10);
+    if (rng_.chance(0.3)) {
+      const std::string_view host = pick_host();
+      e_.reset(Level::Info, "report", "report received");
+      if (spans_on()) add_request_spans(e_, "/v1/agent/report", host);
+      e_.fields.add("hostname", host);
+      e_.fields.add("event", rng_.pick(kQuietEvents));
+      add_report_tail(e_, true);
+    } else {
+      e_.reset(Level::Debug, "nixfleet_control_plane::config", "fleet inventory reloaded");
+    }
+    std::string& dump = e_.fields.add("closures");
+    dump = "[";
+    while (dump.size() < want) {
+      if (dump.size() > 1) dump += ", ";
+      dump += "\"/nix/store/";
+      put_fixed_hex(dump, rng_, 32);
+      dump += "-nixos-system-";
+      dump += regular_hosts_[rng_.below(regular_hosts_.size())];
+      dump += '"';
+    }
+    dump += ']';
   }
 
   // A Debug-printed map of every host's rollout: over 4096 bytes, so journalctl -o json shows null.
@@ -1458,6 +1533,7 @@ std::string render_expected(const Tally& t) {
 constexpr std::string_view kUsage =
     "usage: nle_gen_logs --out PATH (--bytes N[K|M|G] | --lines N) [--format FORMAT] [--seed S]\n"
     "                    [--event-rate R] [--expected PATH] [--restarts K] [--crlf]\n"
+    "                    [--quiet-rate R] [--version-rate R] [--spans on|off|some] [--long-rate R]\n"
     "  FORMAT: json | flat | text | ansi | journald | mixed (default json)\n";
 
 std::optional<u64> parse_count(std::string_view s, bool allow_suffix) {
@@ -1526,6 +1602,15 @@ std::optional<std::string> parse_args(int argc, char** argv, Config& cfg) {
       const auto k = parse_count(value, false);
       if (!k || *k > 1000) return "bad --restarts: " + value;
       cfg.restarts = static_cast<unsigned>(*k);
+    } else if (arg == "--quiet-rate" || arg == "--version-rate" || arg == "--long-rate") {
+      const auto rate = parse_rate(value);
+      if (!rate) return "bad " + std::string(arg) + " (want 0..1): " + value;
+      (arg == "--quiet-rate" ? cfg.quiet_rate : arg == "--version-rate" ? cfg.version_rate : cfg.long_rate) = *rate;
+    } else if (arg == "--spans") {
+      if (value == "on") cfg.spans = Config::Spans::On;
+      else if (value == "off") cfg.spans = Config::Spans::Off;
+      else if (value == "some") cfg.spans = Config::Spans::Some;
+      else return "bad --spans (want on, off or some): " + value;
     } else if (arg == "--out") {
       cfg.out_path = value;
     } else if (arg == "--expected") {
@@ -1535,6 +1620,9 @@ std::optional<std::string> parse_args(int argc, char** argv, Config& cfg) {
     }
   }
   if (cfg.out_path.empty()) return std::string("--out is required");
+  if (cfg.event_rate + cfg.quiet_rate.value_or(0) + cfg.version_rate.value_or(0) + cfg.long_rate.value_or(0) > 1.0) {
+    return std::string("--event-rate, --quiet-rate, --version-rate and --long-rate add up to more than 1");
+  }
   if (cfg.max_bytes.has_value() == cfg.max_lines.has_value()) {
     return std::string("give exactly one of --bytes and --lines");
   }

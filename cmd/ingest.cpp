@@ -24,16 +24,28 @@ RegistryOptions registry_options(const IngestConfig& config) {
 
 void LineIngester::line(std::string_view line, std::uint64_t order) {
   ++pending_lines_;
+  if (!reference_ && !parser_.holds_record()) {
+    // The block path's stages for one line: a line with no needle cannot matter (the parser
+    // would return nothing for it), nor can one the screen turns away.
+    if (!find_candidate(line, 0, line.size()).found) return;
+    if (screening_ && screen_.screen(line) != ScreenVerdict::parse) return;
+  }
   record(parser_.parse(line), order);
 }
 
 void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::uint64_t offset,
                          std::size_t max_line_bytes) {
-  const auto deliver = [&](std::size_t begin, std::size_t end) {  // block[end] is the "\n"
+  const auto deliver = [&](std::size_t begin, std::size_t end, bool screen) {  // block[end] is the "\n"
     std::string_view text = block.substr(begin, end - begin);
     if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
-    if (text.size() > max_line_bytes) oversize_line(text.size());
-    else line(text, order_base + offset + end + 1);
+    if (text.size() > max_line_bytes) {
+      oversize_line(text.size());
+    } else if (screen && screen_.screen(text) != ScreenVerdict::parse) {
+      ++pending_lines_;  // the parser would make nothing of it, and holds no record it could end
+      ++screened_out_;
+    } else {
+      line(text, order_base + offset + end + 1);
+    }
   };
   std::size_t pos = 0;
   while (pos < block.size()) {
@@ -41,14 +53,15 @@ void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::
       // Each line after a held record must reach the parser, relevant or not.
       const void* nl = std::memchr(block.data() + pos, '\n', block.size() - pos);
       const std::size_t end = nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - block.data()) : block.size();
-      deliver(pos, end);
+      deliver(pos, end, false);
       pos = end + 1;
       continue;
     }
     const Candidate c = find_candidate(block, pos, max_line_bytes);
     pending_lines_ += c.lines_before;
     if (!c.found) break;
-    deliver(c.line_begin, c.line_end);
+    ++candidates_;
+    deliver(c.line_begin, c.line_end, screening_);
     pos = c.line_end + 1;
   }
 }

@@ -9,6 +9,7 @@
 
 #include "cmd/commands.h"
 #include "exporter/registry.h"
+#include "parsers/candidate_screen.h"
 #include "parsers/line_parser.h"
 
 namespace nle {
@@ -18,14 +19,19 @@ RegistryOptions registry_options(const IngestConfig& config);
 
 class LineIngester {
  public:
-  LineIngester(InputFormat format, Registry& registry) : parser_(format), registry_(&registry) {}
+  LineIngester(InputFormat format, Registry& registry)
+      : parser_(format), registry_(&registry), screening_(format == InputFormat::auto_detect || format == InputFormat::json) {}
 
-  // One complete line, newline removed. `order` ranks build-info lines: the highest wins.
+  // One complete line, newline removed. `order` ranks build-info lines: the highest wins. A line
+  // holding no relevance needle, or turned away by the candidate screen, is only counted (as in
+  // lines(), so follow and replay take the same stages); the reference path parses every line.
   void line(std::string_view line, std::uint64_t order);
   // A run of whole lines, each ending in "\n" (a "\r" before it is chomped), that starts at byte
   // `offset` of an input whose line orders are `order_base + offset just past the line`. Counts
   // exactly as line() / oversize_line() for each line would, but only lines that may matter reach
-  // the parser (parsers/candidate_scan.h): the others are counted without being visited.
+  // the parser: the candidate scan (parsers/candidate_scan.h) finds the lines that hold a needle
+  // without visiting the others, and the candidate screen (parsers/candidate_screen.h) turns away
+  // candidates it proves the parser would make nothing of. Skipped lines are only counted.
   void lines(std::string_view block, std::uint64_t order_base, std::uint64_t offset, std::size_t max_line_bytes);
   // End of input, or the source caught up with its writer: a held multi-line record is complete.
   void end_of_input(std::uint64_t order);
@@ -37,6 +43,16 @@ class LineIngester {
   void flush();
 
   void set_registry(Registry& registry) { registry_ = &registry; }
+  // Turns the candidate screen off (it is on for the auto and json formats, whose JSON lines it
+  // knows): for the benchmark's per-stage figures and the differential tests.
+  void disable_screen() { screening_ = false; }
+  // Every line to the parser, through neither the scan nor the screen: the design before them,
+  // which the differential tests compare the fast path with.
+  void use_reference_path() { reference_ = true, screening_ = false; }
+  // What the stages of lines() did so far: candidates the scan found (lines after a held record
+  // not included) and how many of them the screen turned away. For the benchmark.
+  std::uint64_t candidates() const { return candidates_; }
+  std::uint64_t screened_out() const { return screened_out_; }
   // A multi-line text record is held, not yet counted (see LineParser::holds_record).
   bool holds_record() const { return parser_.holds_record(); }
   // CP events and build info lines counted so far: unchanged, the CP's series are unchanged.
@@ -47,6 +63,11 @@ class LineIngester {
 
   LineParser parser_;
   Registry* registry_;
+  CandidateScreen screen_;
+  bool screening_;
+  bool reference_ = false;
+  std::uint64_t candidates_ = 0;
+  std::uint64_t screened_out_ = 0;
   std::uint64_t pending_lines_ = 0;
   std::uint64_t pending_bytes_ = 0;
   std::uint64_t records_ = 0;

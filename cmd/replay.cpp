@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -43,9 +44,13 @@ constexpr std::uint64_t kParallelMinBytes = 64ull << 20;
 // (they are not flags: nothing a user should tune). NLE_REPLAY_REFERENCE=1 feeds every line
 // through the LineSplitter and the parser (the slow, obviously correct path);
 // NLE_REPLAY_READ_BYTES=N reads N bytes at a time (tiny values make lines straddle reads);
-// NLE_REPLAY_PARALLEL_MIN_BYTES=N cuts files of N bytes or more into ranges.
+// NLE_REPLAY_PARALLEL_MIN_BYTES=N cuts files of N bytes or more into ranges; NLE_REPLAY_SCREEN=0
+// turns the candidate screen off (scan, then parse every candidate); NLE_REPLAY_STAGE_COUNTS=1
+// prints how many lines each stage passed on (for bench/).
 struct ReplayTuning {
   bool reference = false;
+  bool screen = true;
+  bool stage_counts = false;
   std::size_t read_bytes = kReadChunk;
   std::uint64_t parallel_min_bytes = kParallelMinBytes;
 };
@@ -62,11 +67,30 @@ const ReplayTuning& tuning() {
   static const ReplayTuning t = [] {
     ReplayTuning r;
     r.reference = env_number("NLE_REPLAY_REFERENCE", 0) != 0;
+    const char* screen = std::getenv("NLE_REPLAY_SCREEN");
+    r.screen = screen == nullptr || std::string_view(screen) != "0";
+    r.stage_counts = env_number("NLE_REPLAY_STAGE_COUNTS", 0) != 0;
     r.read_bytes = static_cast<std::size_t>(std::min<std::uint64_t>(env_number("NLE_REPLAY_READ_BYTES", kReadChunk), 64ull << 20));
     r.parallel_min_bytes = env_number("NLE_REPLAY_PARALLEL_MIN_BYTES", kParallelMinBytes);
     return r;
   }();
   return t;
+}
+
+// Lines each stage of the fast path passed on, summed over every ingester (NLE_REPLAY_STAGE_COUNTS).
+std::atomic<std::uint64_t> g_candidates{0};
+std::atomic<std::uint64_t> g_screened_out{0};
+
+LineIngester make_ingester(InputFormat format, Registry& registry) {
+  LineIngester ingester(format, registry);
+  if (tuning().reference) ingester.use_reference_path();
+  if (!tuning().screen) ingester.disable_screen();
+  return ingester;
+}
+
+void add_stage_counts(const LineIngester& ingester) {
+  g_candidates += ingester.candidates();
+  g_screened_out += ingester.screened_out();
 }
 
 // Turns the bytes of one input, read in pieces of any size, into a LineIngester's lines. The
@@ -205,8 +229,9 @@ bool ingest_parallel(int fd, std::uint64_t size, unsigned threads, std::uint64_t
     for (unsigned i = 0; i < threads; ++i) {
       if (starts[i] >= starts[i + 1]) continue;
       workers.emplace_back([&, i] {
-        LineIngester ingester(config.input_format, registries[i]);
+        LineIngester ingester = make_ingester(config.input_format, registries[i]);
         results[i] = ingest_range(fd, starts[i], starts[i + 1], order_base, config, ingester, path, progress);
+        add_stage_counts(ingester);
       });
     }
   }
@@ -499,7 +524,7 @@ int run_replay(const ReplayConfig& config) {
   const unsigned threads =
       step_mode ? 1 : config.threads > 0 ? config.threads : std::max(1u, std::thread::hardware_concurrency());
   Registry registry(registry_options(config.ingest));
-  LineIngester ingester(config.ingest.input_format, registry);
+  LineIngester ingester = make_ingester(config.ingest.input_format, registry);
   bool all_read = true;
   std::size_t read_whole = 0;  // inputs read to their end without an error
 
@@ -577,6 +602,12 @@ int run_replay(const ReplayConfig& config) {
   }
   std::fflush(stdout);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (tuning().stage_counts) {
+    add_stage_counts(ingester);
+    std::fprintf(stderr, "stages: %llu candidates, %llu screened out, %llu parsed\n",
+                 static_cast<unsigned long long>(g_candidates.load()), static_cast<unsigned long long>(g_screened_out.load()),
+                 static_cast<unsigned long long>(g_candidates.load() - g_screened_out.load()));
+  }
   if (config.progress != ReplayProgress::never) {
     print_summary(snapshot, config.inputs.size(), seconds);
     if (step_mode && sampler.steps() > 0) {

@@ -195,6 +195,10 @@ void scan_fields(std::string_view s, EventFields& f, Arena& arena) {
   }
 }
 
+bool contains(std::string_view haystack, std::string_view needle) {
+  return memmem(haystack.data(), haystack.size(), needle.data(), needle.size()) != nullptr;
+}
+
 // Outside span braces: the `version=` / `git_commit=` fields of a line whose message we do not
 // know (a startup line), each a quoted Debug string or a token.
 void scan_build_info(std::string_view s, EventFields& f, Arena& arena) {
@@ -231,7 +235,10 @@ ShapeStatus read_text_line(std::string_view line, EventFields& fields, Arena& ar
   if (level_end == std::string_view::npos) return ShapeStatus::not_this;
   const std::string_view rest = line.substr(level_end);
   std::string_view message;
-  const std::size_t at = find_event_message(rest, message);
+  // Only a line that spells an event message can have one: most lines do not, and finding the
+  // message walks the line byte by byte.
+  const bool may_have_message = contains(rest, kReportReceived) || contains(rest, kGateHeld);
+  const std::size_t at = may_have_message ? find_event_message(rest, message) : std::string_view::npos;
   if (at == std::string_view::npos) {
     scan_build_info(rest, fields, arena);
     return ShapeStatus::fields;

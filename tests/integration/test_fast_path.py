@@ -94,6 +94,28 @@ class FastPathTest(unittest.TestCase):
                 got = self.assert_same_as_reference(log, read_sizes=(None, "7", "333", "4096"))
                 self.assertEqual(harness.cp_families(got), expected)
 
+    def test_benchmark_mixes_read_the_same_on_the_fast_path(self):
+        """The candidate screen's differential test end to end: tower-http request spans, many
+        non-counting reports, spans on or off, long lines, in every shape; then the same logs with
+        JSON lines cut short or joined to the next, as a crash leaves them."""
+        mixes = (("--quiet-rate", "0.3", "--version-rate", "0.5", "--spans", "on", "--long-rate", "0.01"),
+                 ("--event-rate", "0.2", "--quiet-rate", "0.3", "--spans", "off"),
+                 ("--event-rate", "0.001", "--quiet-rate", "0.1", "--version-rate", "0.7", "--spans", "on"))
+        for fmt in FORMATS:
+            for i, knobs in enumerate(mixes):
+                log, expected = generate(self.tmp, fmt, 17 + i, 3000, *knobs)
+                got = self.assert_same_as_reference(log, read_sizes=(None, "333"))
+                self.assertEqual(harness.cp_families(got), expected)
+                rng = random.Random(i)
+                lines = log.read_bytes().split(b"\n")
+                for _ in range(40):
+                    at = rng.randrange(len(lines))
+                    lines[at] = lines[at][:rng.randrange(len(lines[at]) + 1)]
+                    if rng.random() < 0.5 and at + 1 < len(lines):
+                        lines[at] += lines.pop(at + 1)
+                log.write_bytes(b"\n".join(lines))
+                self.assert_same_as_reference(log, read_sizes=(None, "333"))
+
     def test_oversize_lines_and_a_missing_final_newline_read_the_same_on_the_fast_path(self):
         for fmt in ("json", "ansi", "journald", "mixed"):
             log, _ = generate(self.tmp, fmt, 5, 2000, *(("--crlf",) if fmt == "ansi" else ()))

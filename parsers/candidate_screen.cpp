@@ -1,0 +1,306 @@
+#include "parsers/candidate_screen.h"
+
+#include <re2/re2.h>
+#include <simdjson.h>
+
+#include <array>
+#include <cstring>
+#include <string>
+
+#include "parsers/shapes.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace nle {
+namespace {
+
+// What tracing-subscriber writes first on every JSON line, nested or flattened.
+struct Head {
+  bool ok = false;
+  std::string_view message;
+  std::size_t end = 0;  // just past the message's closing quote
+};
+
+bool is_timestamp_byte(char c) {
+  return (c >= '0' && c <= '9') || c == '-' || c == ':' || c == '.' || c == 'T' || c == 'Z' || c == '+';
+}
+
+Head read_head(std::string_view l) {
+  constexpr std::string_view kTimestamp = "{\"timestamp\":\"";
+  constexpr std::string_view kLevel = "\",\"level\":\"";
+  constexpr std::string_view kNested = "\",\"fields\":{\"message\":\"";
+  constexpr std::string_view kFlat = "\",\"message\":\"";
+  Head head;
+  if (!l.starts_with(kTimestamp)) return head;
+  std::size_t i = kTimestamp.size();
+  while (i < l.size() && is_timestamp_byte(l[i])) ++i;
+  if (l.substr(i, kLevel.size()) != kLevel) return head;
+  i += kLevel.size();
+  const std::size_t level = i;
+  while (i < l.size() && l[i] >= 'A' && l[i] <= 'Z') ++i;
+  if (i == level) return head;
+  if (l.substr(i, kNested.size()) == kNested) {
+    i += kNested.size();
+  } else if (l.substr(i, kFlat.size()) == kFlat) {
+    i += kFlat.size();
+  } else {
+    return head;
+  }
+  const void* quote = std::memchr(l.data() + i, '"', l.size() - i);
+  if (quote == nullptr) return head;
+  const std::size_t close = static_cast<std::size_t>(static_cast<const char*>(quote) - l.data());
+  head.message = l.substr(i, close - i);
+  // An escape could spell anything once decoded (and hide the closing quote): the parser decides.
+  if (std::memchr(head.message.data(), '\\', head.message.size()) != nullptr) return head;
+  head.end = close + 1;
+  head.ok = true;
+  return head;
+}
+
+// tracing-subscriber's span metadata at the end of a JSON line: `"span"` (the current span) and
+// `"spans"` (the whole stack), each span an object of scalar fields ending in "name", then
+// possibly the thread keys, then the line's closing brace. The parser skips all of it, whatever
+// it holds. Strings without `\u` escapes or control bytes, so the pattern cannot be fooled about
+// where a string ends.
+const RE2& span_tail_pattern() {
+  static const RE2 pattern = [] {
+    const std::string str = R"re("(?:[^"\\\x00-\x1f]|\\[^u\x00-\x1f])*")re";
+    const std::string value = "(?:" + str + R"re(|-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|true|false|null))re";
+    const std::string object = "\\{(?:" + str + ":" + value + "(?:," + str + ":" + value + ")*)?\\}";
+    const std::string tail = ",\"span\":" + object + ",\"spans\":\\[(?:" + object + "(?:," + object +
+                             ")*)?\\](?:,\"thread(?:Name|Id)\":" + value + ")*\\}";
+    RE2::Options options;
+    options.set_log_errors(false);
+    options.set_encoding(RE2::Options::EncodingLatin1);  // bytes, not code points: UTF-8 is checked apart
+    return RE2(tail, options);
+  }();
+  return pattern;
+}
+
+// The tokens that send a line to the parser when they occur outside the span tail. Each starts
+// with one of the byte pairs the SIMD pass looks for.
+constexpr std::string_view kAlwaysTokens[] = {
+    "\"version\"",   // a build-info field (LOG-FORMAT section 4)
+    "\"MESSAGE\"",   // journald keys: the parser would read the line as a journald record
+    "\"__CURSOR\"",
+    "\"fields\"",    // a (second) nested fields object, which would replace the flattened fields
+    "\\u",           // an escape that may spell any key or value once decoded
+};
+// In a `report received` line: the counting event values (and their Rust variant names), found
+// anywhere, whatever key holds them (`event`, a nested `report`, ...).
+constexpr std::string_view kReportTokens[] = {"ompliance", "untime"};
+
+bool is_forbidden_at(const char* d, std::size_t n, std::size_t p, bool report) {
+  const auto at = [&](std::string_view token) {
+    return n - p >= token.size() && std::memcmp(d + p, token.data(), token.size()) == 0;
+  };
+  for (std::string_view token : kAlwaysTokens) {
+    if (at(token)) return true;
+  }
+  if (report) {
+    for (std::string_view token : kReportTokens) {
+      if (at(token)) return true;
+    }
+  }
+  return false;
+}
+
+// One byte's part of the facts; `next` is the byte after it (0 past the end).
+inline bool scalar_byte(const char* d, std::size_t n, std::size_t p, std::size_t from, std::size_t limit, bool report,
+                        ScreenFacts& f) {
+  const auto c = static_cast<unsigned char>(d[p]);
+  f.braces += (c == '{') - (c == '}');
+  f.brackets += (c == '[') - (c == ']');
+  f.control |= c < 0x20;
+  f.non_ascii |= c >= 0x80;
+  if (p >= from && p < limit && (c == '"' || c == '\\' || c == 'o' || c == 'u') && is_forbidden_at(d, n, p, report)) {
+    f.forbidden = true;
+    return false;
+  }
+  return true;
+}
+
+ScreenFacts facts_scalar(const char* d, std::size_t n, std::size_t from, std::size_t limit, bool report) {
+  ScreenFacts f;
+  for (std::size_t p = 0; p < n; ++p) {
+    if (!scalar_byte(d, n, p, from, limit, report, f)) break;
+  }
+  return f;
+}
+
+#if defined(__x86_64__)
+// SSE2 (part of x86-64 itself): 16 bytes at a time; each token is tested by its first two bytes
+// (the candidates are verified with memcmp); brackets are counted per byte lane and summed with
+// psadbw before a lane can overflow (no popcnt: it is not part of baseline x86-64).
+ScreenFacts facts_sse2(const char* d, std::size_t n, std::size_t from, std::size_t limit, bool report) {
+  ScreenFacts f;
+  std::size_t p = 0;
+  const auto eq = [](__m128i v, char c) { return _mm_cmpeq_epi8(v, _mm_set1_epi8(c)); };
+  const __m128i zero = _mm_setzero_si128();
+  __m128i open_braces = zero, close_braces = zero, open_brackets = zero, close_brackets = zero;
+  const auto sum = [&](__m128i lanes) {
+    const __m128i s = _mm_sad_epu8(lanes, zero);
+    return static_cast<long>(_mm_cvtsi128_si64(s) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(s, s)));
+  };
+  const auto flush = [&] {
+    f.braces += sum(open_braces) - sum(close_braces);
+    f.brackets += sum(open_brackets) - sum(close_brackets);
+    open_braces = close_braces = open_brackets = close_brackets = zero;
+  };
+  unsigned rounds = 0;
+  for (; p + 17 <= n; p += 16) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + p));
+    const __m128i next = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + p + 1));
+    open_braces = _mm_sub_epi8(open_braces, eq(x, '{'));  // a match is -1
+    close_braces = _mm_sub_epi8(close_braces, eq(x, '}'));
+    open_brackets = _mm_sub_epi8(open_brackets, eq(x, '['));
+    close_brackets = _mm_sub_epi8(close_brackets, eq(x, ']'));
+    if (++rounds == 255) {
+      flush();
+      rounds = 0;
+    }
+    const unsigned high = static_cast<unsigned>(_mm_movemask_epi8(x));
+    f.non_ascii |= high != 0;
+    // Signed compare: bytes of 0x80 and more are negative, so take them out again.
+    f.control |= (static_cast<unsigned>(_mm_movemask_epi8(_mm_cmplt_epi8(x, _mm_set1_epi8(0x20)))) & ~high) != 0;
+    if (p >= limit || p + 16 <= from) continue;
+    __m128i hits = _mm_and_si128(eq(x, '"'), _mm_or_si128(_mm_or_si128(eq(next, 'v'), eq(next, 'M')),
+                                                          _mm_or_si128(eq(next, '_'), eq(next, 'f'))));
+    hits = _mm_or_si128(hits, _mm_and_si128(eq(x, '\\'), eq(next, 'u')));
+    if (report) {
+      hits = _mm_or_si128(hits, _mm_or_si128(_mm_and_si128(eq(x, 'o'), eq(next, 'm')), _mm_and_si128(eq(x, 'u'), eq(next, 'n'))));
+    }
+    for (unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(hits)); mask != 0; mask &= mask - 1) {
+      const std::size_t at = p + static_cast<std::size_t>(__builtin_ctz(mask));
+      if (at >= from && at < limit && is_forbidden_at(d, n, at, report)) {
+        f.forbidden = true;
+        return f;
+      }
+    }
+  }
+  flush();
+  for (; p < n; ++p) {
+    if (!scalar_byte(d, n, p, from, limit, report, f)) break;
+  }
+  return f;
+}
+#endif
+
+ScreenFacts facts(std::string_view line, std::size_t from, std::size_t limit, bool report, bool simd) {
+#if defined(__x86_64__)
+  if (simd) return facts_sse2(line.data(), line.size(), from, limit, report);
+#else
+  (void)simd;
+#endif
+  return facts_scalar(line.data(), line.size(), from, limit, report);
+}
+
+// Span tails already proven (or refuted) by the RE2 pattern: tower-http writes the same few
+// tails again and again. Direct-mapped by a hash of the whole tail; a hit is compared in full. A
+// tail is admitted on its second sighting only, so tails that never repeat (a span holding a
+// request id) do not push out the ones that do.
+class TailCache {
+ public:
+  struct Verdict {
+    bool known = false;
+    bool ok = false;
+  };
+  Verdict find(std::string_view tail, std::uint64_t hash) const {
+    const Slot& s = slots_[(hash >> 32) % kSlots];
+    if (s.hash != hash || s.tail != tail) return {};
+    return {true, s.ok};
+  }
+  void put(std::string_view tail, std::uint64_t hash, bool ok) {
+    std::uint64_t& seen = seen_[(hash >> 32) % kSeen];
+    if (seen != hash) {
+      seen = hash;
+      return;
+    }
+    Slot& s = slots_[(hash >> 32) % kSlots];
+    s.hash = hash;
+    s.tail.assign(tail);
+    s.ok = ok;
+  }
+  // Of the length and up to 96 bytes from each end: the span fields (method, uri) sit at the
+  // start, the stack's last span at the end. Slots compare in full, so a collision only evicts.
+  static std::uint64_t hash(std::string_view tail) {
+    std::uint64_t h = tail.size() * 0x9e3779b97f4a7c15ull;
+    const auto mix = [&](std::size_t at) {
+      std::uint64_t word;
+      std::memcpy(&word, tail.data() + at, 8);
+      h = (h ^ word) * 0x100000001b3ull;
+      h ^= h >> 29;
+    };
+    if (tail.size() < 8) {
+      for (char c : tail) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+      return h | 1;
+    }
+    for (std::size_t i = 0; i + 8 <= tail.size() && i < 96; i += 8) mix(i);
+    for (std::size_t back = 8; back <= tail.size() && back <= 96; back += 8) mix(tail.size() - back);
+    return h | 1;  // 0 marks an empty slot
+  }
+
+ private:
+  static constexpr std::size_t kSlots = 64;
+  static constexpr std::size_t kSeen = 256;
+  struct Slot {
+    std::uint64_t hash = 0;
+    bool ok = false;
+    std::string tail;
+  };
+  std::array<Slot, kSlots> slots_{};
+  std::array<std::uint64_t, kSeen> seen_{};
+};
+
+}  // namespace
+
+ScreenFacts screen_facts(std::string_view line, std::size_t from, std::size_t limit, bool report, bool simd) {
+  return facts(line, from, limit, report, simd);
+}
+
+struct CandidateScreen::Impl {
+  TailCache tails;
+
+  // Is `tail` tracing's span metadata, in valid UTF-8, up to the line's closing brace?
+  bool is_span_tail(std::string_view tail) {
+    const std::uint64_t hash = TailCache::hash(tail);
+    if (const TailCache::Verdict v = tails.find(tail, hash); v.known) return v.ok;
+    const bool ok = RE2::FullMatch(tail, span_tail_pattern()) && simdjson::validate_utf8(tail.data(), tail.size());
+    tails.put(tail, hash, ok);
+    return ok;
+  }
+
+  ScreenVerdict screen(std::string_view line) {
+    if (line.size() < 32 || line.back() != '}') return ScreenVerdict::parse;  // not JSON, or truncated
+    const Head head = read_head(line);
+    if (!head.ok || head.message == parsers::kGateHeld) return ScreenVerdict::parse;
+    const bool report = head.message == parsers::kReportReceived;
+    // Keys after the span tail's start are span metadata, if the tail is what tracing writes.
+    // A proven tail is well formed, closes the line's object and needs no further look, so the
+    // byte pass covers only what comes before it: then exactly the line's own `{` is open.
+    std::size_t end = line.size();
+    long open_braces = 0;
+    constexpr std::string_view kSpan = ",\"span\":{";
+    const void* span = memmem(line.data() + head.end, line.size() - head.end, kSpan.data(), kSpan.size());
+    if (span != nullptr) {
+      const std::size_t at = static_cast<std::size_t>(static_cast<const char*>(span) - line.data());
+      if (is_span_tail(line.substr(at))) end = at, open_braces = 1;
+    }
+    const std::string_view body = line.substr(0, end);
+    const ScreenFacts f = facts(body, head.end, end, report, true);
+    if (f.forbidden || f.control || f.braces != open_braces || f.brackets != 0) return ScreenVerdict::parse;
+    if (f.non_ascii && !simdjson::validate_utf8(body.data(), body.size())) return ScreenVerdict::parse;
+    return report ? ScreenVerdict::quiet_report : ScreenVerdict::not_an_event;
+  }
+};
+
+CandidateScreen::CandidateScreen() : impl_(std::make_unique<Impl>()) {}
+CandidateScreen::~CandidateScreen() = default;
+CandidateScreen::CandidateScreen(CandidateScreen&&) noexcept = default;
+CandidateScreen& CandidateScreen::operator=(CandidateScreen&&) noexcept = default;
+
+ScreenVerdict CandidateScreen::screen(std::string_view line) { return impl_->screen(line); }
+
+}  // namespace nle

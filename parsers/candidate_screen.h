@@ -1,0 +1,62 @@
+// Stage two of replay's fast path, between the candidate scan (candidate_scan.h) and the parser:
+// a cheap look at one candidate line that proves, for the common shapes that never count, that
+// the parser would make nothing of it, so simdjson never runs on it. Knows no files, no counters
+// and no parser state; says "parse" whenever it is not sure.
+//
+// What it turns away, all of them tracing JSON lines (nested `fields` or flattened) that start
+// the way tracing-subscriber writes them (`{"timestamp":"...","level":"..."`) with a plain
+// message: a message other than the two event messages, with no `version` key outside the span
+// metadata (tower-http's request spans say `"version":"HTTP/1.1"`, LOG-FORMAT section 4 takes
+// build info only from the event's own fields); and a `report received` whose line spells no
+// counting event value anywhere outside its spans (activation-*, stale-target, ...). A span tail
+// is proven to be span metadata only by an anchored RE2 pattern of tracing's `"span"`/`"spans"`
+// records. Lines with `\u` escapes, journald keys, a second `fields`, control bytes, invalid
+// UTF-8 or unbalanced brackets (a truncated line) always go to the parser.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+namespace nle {
+
+enum class ScreenVerdict : std::uint8_t {
+  parse,         // the parser must see the line
+  not_an_event,  // neither event message, and no build info outside the spans
+  quiet_report,  // `report received` with no counting event value on the line
+};
+
+// Not thread-safe: one per thread. It keeps a small cache of span tails already proven by RE2
+// (tower-http's spans repeat line after line); the RE2 patterns are built once and shared
+// read-only by every screen.
+class CandidateScreen {
+ public:
+  CandidateScreen();
+  ~CandidateScreen();
+  CandidateScreen(const CandidateScreen&) = delete;
+  CandidateScreen& operator=(const CandidateScreen&) = delete;
+  CandidateScreen(CandidateScreen&&) noexcept;
+  CandidateScreen& operator=(CandidateScreen&&) noexcept;
+
+  // `line` has no newline ("\r" chomped) and comes while the parser holds no text record.
+  // Anything but `parse` means LineParser::parse(line) would give no event, no build info and
+  // no skip reason.
+  ScreenVerdict screen(std::string_view line);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// For tests: the byte pass of screen() with the SIMD kernel (if this CPU has one) or the scalar
+// one. Both must agree on every line.
+struct ScreenFacts {
+  bool forbidden = false;    // a token that makes the line need the parser, in [from, limit)
+  bool control = false;     // a byte below 0x20 (invalid inside JSON strings, unusual outside)
+  bool non_ascii = false;   // a byte of 0x80 or more: UTF-8 must be checked
+  long braces = 0;           // count of '{' minus count of '}'
+  long brackets = 0;         // count of '[' minus count of ']'
+};
+ScreenFacts screen_facts(std::string_view line, std::size_t from, std::size_t limit, bool report, bool simd);
+
+}  // namespace nle

@@ -1,0 +1,205 @@
+// The candidate screen (parsers/candidate_screen.h) against the parser: every line it turns away
+// must be a line the full parser makes nothing of (no event, no build info, no skip reason),
+// on the test logs, on tower-http and report lines of every kind, and on damaged copies of them.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "parsers/candidate_screen.h"
+#include "parsers/line_parser.h"
+
+using nle::CandidateScreen;
+using nle::ScreenVerdict;
+
+namespace {
+
+// Nothing at all: what the screen promises for every line it turns away.
+bool parser_makes_nothing_of(std::string_view line) {
+  nle::LineParser parser;
+  const nle::ParseResult& r = parser.parse(line);
+  if (!r.events.empty() || r.build_info || r.skipped) return false;
+  const nle::ParseResult& end = parser.finish();
+  return end.events.empty() && !end.build_info && !end.skipped;
+}
+
+std::vector<std::string> lines_of(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(line);
+  }
+  return lines;
+}
+
+constexpr std::string_view kHead = R"J({"timestamp":"2026-11-20T08:14:03.511203Z","level":"DEBUG",)J";
+const std::string kTowerSpans =
+    R"J(,"span":{"method":"GET","uri":"/metrics","version":"HTTP/1.1","name":"request"},"spans":[{"method":"GET","uri":"/metrics","version":"HTTP/1.1","name":"request"}]})J";
+const std::string kReportSpans =
+    R"J(,"span":{"hostname":"web-07","request_id":"1b2c","name":"report"},"spans":[{"method":"POST","uri":"/v1/agent/report","version":"HTTP/1.1","name":"request"},{"hostname":"web-07","request_id":"1b2c","name":"report"}]})J";
+
+std::string tower_line() {
+  return std::string(kHead) + R"J("fields":{"message":"finished processing request","latency":"3 ms","status":200},"target":"tower_http::trace::on_response")J" +
+         kTowerSpans;
+}
+std::string report_line(std::string_view event, bool flat = false, const std::string& spans = kReportSpans) {
+  const std::string fields = R"J("message":"report received","hostname":"web-07","event":")J" + std::string(event) +
+                             R"J(","rollout":"stable@91c2e0","agent_version":"0.9.1","event_id":"3b0f","signature_status":"Some(Verified)")J";
+  if (flat) return std::string(kHead) + fields + R"J(,"target":"report")J" + spans;
+  return std::string(kHead) + R"J("fields":{)J" + fields + R"J(},"target":"report")J" + spans;
+}
+
+// Lines of every shape the screen knows and many it must not turn away.
+std::vector<std::string> corpus() {
+  std::vector<std::string> lines = {
+      tower_line(),
+      report_line("activation-started"),
+      report_line("stale-target", true),
+      report_line("StaleTarget", false, "}"),
+      report_line("compliance-failure"),
+      report_line("ComplianceFailure", true),
+      report_line("runtime-gate-error"),
+      report_line("RuntimeGateError", false, "}"),
+      // a counting event in a whole report logged as a JSON string
+      std::string(kHead) + R"J("fields":{"message":"report received","report":"{\"event\":\"compliance-failure\"}"},"target":"report"})J",
+      // a startup line: build info, with or without spans
+      std::string(kHead) + R"J("fields":{"message":"starting control plane","version":"0.9.3","git_commit":"ab12"},"target":"nixfleet_control_plane"})J",
+      std::string(kHead) + R"J("message":"starting control plane","version":"0.9.3","target":"cp")J" + kTowerSpans,
+      // version as an event field of a span line still counts as build info
+      std::string(kHead) + R"J("fields":{"message":"finished processing request","version":"HTTP/1.1"},"target":"t")J" + kTowerSpans,
+      // escapes that spell keys and values
+      std::string(kHead) + R"J("fields":{"message":"x","\u0076ersion":"1.0"},"target":"t")J" + kTowerSpans,
+      report_line("compliance\\u002dfailure"),
+      std::string(kHead) + R"J("fields":{"message":"report\u0020received","event":"compliance-failure"},"target":"t"})J",
+      std::string(kHead) + R"J("fields":{"message":"report received","event":"\"compliance-failure\""},"target":"t"})J",
+      // journald keys on a tracing-looking line
+      std::string(kHead) + R"J("message":"x","MESSAGE":"report received event=compliance-failure","target":"t")J" + kTowerSpans,
+      std::string(kHead) + R"J("message":"x","__CURSOR":"s=1","target":"t")J" + kTowerSpans,
+      // a flattened line with a nested fields object, which replaces its flattened fields
+      std::string(kHead) + R"J("message":"x","fields":{"message":"starting","version":"2"},"target":"t")J" + kTowerSpans,
+      // a gate block
+      std::string(kHead) + R"J("fields":{"message":"dispatch: held by fleet-level gate","gate":"host-edge"},"target":"dispatch"})J",
+      // span tails the pattern must not accept
+      std::string(kHead) + R"J("fields":{"message":"x"},"target":"t","span":{"version":{"a":1},"name":"r"},"spans":[]})J",
+      std::string(kHead) + R"J("fields":{"message":"x"},"target":"t","span":{"version":"1","name":"r"},"spans":[]}})J",
+      std::string(kHead) + R"J("fields":{"message":"x","span":{"version":"1","name":"r"},"spans":[]})J",
+      std::string(kHead) + R"J("fields":{"message":"x"},"target":"t","span":{"version":"1\u0000","name":"r"},"spans":[]})J",
+      // non-ASCII and broken UTF-8
+      std::string(kHead) + "\"fields\":{\"message\":\"x\",\"hostname\":\"w\xc3\xa9" "b\"},\"target\":\"t\"" + kTowerSpans,
+      std::string(kHead) + "\"fields\":{\"message\":\"x\",\"hostname\":\"w\xc3\"},\"target\":\"t\"" + kTowerSpans,
+      std::string(kHead) + "\"fields\":{\"message\":\"x\"},\"target\":\"t\",\"span\":{\"uri\":\"/\xff\",\"version\":\"1\",\"name\":\"r\"},\"spans\":[]}",
+      // control bytes and NULs
+      std::string(kHead) + "\"fields\":{\"message\":\"x\",\"a\":\"\t\"},\"target\":\"t\"" + kTowerSpans,
+      std::string(kHead) + "\"fields\":{\"message\":\"x\",\"a\":\"" + std::string(1, '\0') + "\"},\"target\":\"t\"" + kTowerSpans,
+      // thread keys after the spans
+      std::string(kHead) + R"J("fields":{"message":"x"},"target":"t","span":{"version":"1","name":"r"},"spans":[{"version":"1","name":"r"}],"threadName":"tokio-runtime-worker","threadId":"ThreadId(2)"})J",
+  };
+  for (const char* file : {"/golden/json.log", "/golden/flat.log", "/golden/malformed.log", "/golden/mixed.log",
+                           "/golden/labels.log", "/real/json.log", "/real/flat.log", "/real/journald-json.json",
+                           "/sample/cp.log"}) {
+    for (std::string& line : lines_of(std::string(NLE_TESTDATA_DIR) + file)) lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
+// Damage as a crash or a bad disk leaves it: cut short, cut and joined to the next line, a NUL run,
+// a stray byte that is not UTF-8, a closing brace lost.
+std::vector<std::string> damaged(const std::vector<std::string>& lines) {
+  std::vector<std::string> out;
+  std::mt19937_64 rng(13);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const std::string& line = lines[i];
+    if (line.size() < 2) continue;
+    for (int k = 0; k < 6; ++k) out.push_back(line.substr(0, rng() % line.size()));
+    out.push_back(line.substr(0, rng() % line.size()) + lines[(i + 1) % lines.size()]);
+    std::string nul = line;
+    nul[rng() % nul.size()] = '\0';
+    out.push_back(nul);
+    std::string bad = line;
+    bad[rng() % bad.size()] = '\xff';
+    out.push_back(bad);
+    if (const std::size_t brace = line.rfind('}', line.size() - 2); brace != std::string::npos) {
+      out.push_back(line.substr(0, brace) + line.substr(brace + 1));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("every line the screen turns away is a line the parser makes nothing of") {
+  CandidateScreen screen;
+  std::size_t turned_away = 0;
+  const std::vector<std::string> lines = corpus();
+  std::vector<std::string> all = lines;
+  for (std::string& line : damaged(lines)) all.push_back(std::move(line));
+  for (int round = 0; round < 3; ++round) {  // again, once the tail cache has admitted the tails
+    for (const std::string& line : all) {
+      if (screen.screen(line) == ScreenVerdict::parse) continue;
+      ++turned_away;
+      INFO(line);
+      REQUIRE(parser_makes_nothing_of(line));
+    }
+  }
+  CHECK(turned_away > 100);
+}
+
+TEST_CASE("tower-http request lines and non-counting reports are turned away") {
+  CandidateScreen screen;
+  for (int round = 0; round < 3; ++round) {
+    CHECK(screen.screen(tower_line()) == ScreenVerdict::not_an_event);
+    CHECK(screen.screen(report_line("activation-started")) == ScreenVerdict::quiet_report);
+    CHECK(screen.screen(report_line("stale-target", true)) == ScreenVerdict::quiet_report);
+    CHECK(screen.screen(report_line("StaleTarget", false, "}")) == ScreenVerdict::quiet_report);
+  }
+}
+
+TEST_CASE("counting reports, gate blocks and startup lines always reach the parser") {
+  CandidateScreen screen;
+  for (std::string_view event : {"compliance-failure", "ComplianceFailure", "runtime-gate-error", "RuntimeGateError"}) {
+    CHECK(screen.screen(report_line(event)) == ScreenVerdict::parse);
+    CHECK(screen.screen(report_line(event, true)) == ScreenVerdict::parse);
+  }
+  CHECK(screen.screen(std::string(kHead) +
+                      R"J("fields":{"message":"dispatch: held by fleet-level gate","gate":"host-edge"},"target":"d"})J") ==
+        ScreenVerdict::parse);
+  CHECK(screen.screen(std::string(kHead) + R"J("fields":{"message":"starting","version":"0.9.3"},"target":"t")J" +
+                      kTowerSpans) == ScreenVerdict::parse);
+}
+
+TEST_CASE("a line cut short or not valid UTF-8 reaches the parser, which counts it as skipped") {
+  CandidateScreen screen;
+  const std::string line = tower_line();
+  CHECK(screen.screen(line.substr(0, line.size() - 1)) == ScreenVerdict::parse);
+  const std::string cut = line.substr(0, line.find(",\"status\""));
+  CHECK(screen.screen(cut + "}") == ScreenVerdict::parse);  // a closing brace, but one short
+  std::string bad = line;
+  bad[bad.find("finished")] = '\xc3';
+  CHECK(screen.screen(bad) == ScreenVerdict::parse);
+}
+
+TEST_CASE("the SIMD and scalar byte passes agree on every line") {
+  const std::vector<std::string> lines = corpus();
+  std::vector<std::string> all = lines;
+  for (std::string& line : damaged(lines)) all.push_back(std::move(line));
+  for (const std::string& line : all) {
+    for (bool report : {false, true}) {
+      const std::size_t from = line.size() / 7;
+      const std::size_t limit = line.size() - line.size() / 5;
+      const nle::ScreenFacts simd = nle::screen_facts(line, from, limit, report, true);
+      const nle::ScreenFacts scalar = nle::screen_facts(line, from, limit, report, false);
+      INFO(line);
+      REQUIRE(simd.forbidden == scalar.forbidden);
+      if (simd.forbidden) continue;  // both stop at the first forbidden token
+      CHECK(simd.control == scalar.control);
+      CHECK(simd.non_ascii == scalar.non_ascii);
+      CHECK(simd.braces == scalar.braces);
+      CHECK(simd.brackets == scalar.brackets);
+    }
+  }
+}
