@@ -27,7 +27,7 @@ void LineIngester::line(std::string_view line, std::uint64_t order) {
   if (!reference_ && !parser_.holds_record()) {
     // The block path's stages for one line: a line with no needle cannot matter (the parser
     // would return nothing for it), nor can one the screen turns away.
-    if (!find_candidate(line, 0, line.size()).found) return;
+    if (!line_holds_needle(line)) return;
     if (screening_ && screen_.screen(line) != ScreenVerdict::parse) return;
   }
   record(parser_.parse(line), order);
@@ -35,12 +35,25 @@ void LineIngester::line(std::string_view line, std::uint64_t order) {
 
 void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::uint64_t offset,
                          std::size_t max_line_bytes) {
-  const auto deliver = [&](std::size_t begin, std::size_t end, bool screen) {  // block[end] is the "\n"
+  const auto chomped = [&](std::size_t begin, std::size_t end) {  // block[end] is the "\n"
     std::string_view text = block.substr(begin, end - begin);
     if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+    return text;
+  };
+  // The line after the one ending at `end`, if the block holds it whole and the parser would see it.
+  const auto next_line = [&](std::size_t end, std::string_view& next) {
+    if (end + 1 >= block.size()) return false;
+    const void* nl = std::memchr(block.data() + end + 1, '\n', block.size() - end - 1);
+    if (nl == nullptr) return false;
+    next = chomped(end + 1, static_cast<std::size_t>(static_cast<const char*>(nl) - block.data()));
+    return next.size() <= max_line_bytes;
+  };
+  const auto deliver = [&](std::size_t begin, std::size_t end, bool screen) {
+    const std::string_view text = chomped(begin, end);
+    std::string_view next;
     if (text.size() > max_line_bytes) {
       oversize_line(text.size());
-    } else if (screen && screen_.screen(text) != ScreenVerdict::parse) {
+    } else if (screen && screen_.screen(text, next_line(end, next) ? &next : nullptr) != ScreenVerdict::parse) {
       ++pending_lines_;  // the parser would make nothing of it, and holds no record it could end
       ++screened_out_;
     } else {

@@ -20,7 +20,7 @@ RegistryOptions registry_options(const IngestConfig& config);
 class LineIngester {
  public:
   LineIngester(InputFormat format, Registry& registry)
-      : parser_(format), registry_(&registry), screening_(format == InputFormat::auto_detect || format == InputFormat::json) {}
+      : parser_(format), registry_(&registry), screen_(format), screening_(true) {}
 
   // One complete line, newline removed. `order` ranks build-info lines: the highest wins. A line
   // holding no relevance needle, or turned away by the candidate screen, is only counted (as in
@@ -43,8 +43,7 @@ class LineIngester {
   void flush();
 
   void set_registry(Registry& registry) { registry_ = &registry; }
-  // Turns the candidate screen off (it is on for the auto and json formats, whose JSON lines it
-  // knows): for the benchmark's per-stage figures and the differential tests.
+  // Turns the candidate screen off: for the benchmark's per-stage figures.
   void disable_screen() { screening_ = false; }
   // Every line to the parser, through neither the scan nor the screen: the design before them,
   // which the differential tests compare the fast path with.

@@ -1,6 +1,7 @@
 #include "parsers/candidate_scan.h"
 
 #include <array>
+#include <cstdint>
 #include <cstring>
 #include <utility>
 #include <span>
@@ -269,6 +270,19 @@ Candidate find_candidate_with(std::string_view kernel, std::string_view block, s
     if (k.list[i].name == kernel) return find_with(k.list[i], block, from, max_line_bytes);
   }
   return find_candidate(block, from, max_line_bytes);
+}
+
+bool line_holds_needle(std::string_view line) {
+  if (!tables().covers_all) return true;
+  // The line, then newlines up to a whole number of chunks plus the kernel's lookahead: every
+  // chunk that holds a byte of the line is then scanned with SIMD, and only newlines are left.
+  thread_local std::vector<char> padded;
+  const std::size_t size = (line.size() + 1 + 63) / 64 * 64 + kLookahead;
+  if (padded.size() < size) padded.resize(size);
+  if (!line.empty()) std::memcpy(padded.data(), line.data(), line.size());
+  std::memset(padded.data() + line.size(), '\n', size - line.size());
+  const Candidate c = kernels().list[0].scan(padded.data(), size, 0, SIZE_MAX);
+  return c.found && c.line_begin == 0;
 }
 
 std::string_view candidate_scan_kernel() { return kernels().list[0].name; }

@@ -27,6 +27,11 @@ struct Candidate {
 // needle or exceed the cap; they are never counted in lines_before.
 Candidate find_candidate(std::string_view block, std::size_t from, std::size_t max_line_bytes);
 
+// Does this one line (no newline) hold a relevance needle? For callers that get lines one at a
+// time (follow): the same kernel as find_candidate(), run on a padded copy so that the end of the
+// line is not left to the byte-at-a-time tail. Thread-safe (a thread-local copy).
+bool line_holds_needle(std::string_view line);
+
 // The kernel picked at start-up: "avx2", "sse2" or "scalar".
 std::string_view candidate_scan_kernel();
 

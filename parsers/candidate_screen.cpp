@@ -254,6 +254,35 @@ class TailCache {
   std::array<std::uint64_t, kSeen> seen_{};
 };
 
+// Can a text record's body count? It can if it spells an event message anywhere, or has a
+// ` version=` outside span braces (the text reader's build-info scan counts braces the same way:
+// quotes aside, a `}` never takes the depth below 0). The three strings share a 'v', rare in
+// text lines, so one memchr walk over the 'v's finds them all.
+bool text_body_may_count(std::string_view body) {
+  constexpr std::string_view kVersion = " version=";
+  constexpr std::size_t kReportV = 12;  // "report received"[12] == 'v'
+  constexpr std::size_t kGateV = 26;    // "dispatch: held by fleet-level gate"[26] == 'v'
+  const auto spells = [&](std::size_t v, std::string_view word, std::size_t offset) {
+    return v >= offset && body.size() - (v - offset) >= word.size() && body.substr(v - offset, word.size()) == word;
+  };
+  std::size_t counted = 0;
+  int depth = 0;
+  for (std::size_t from = 0; from < body.size();) {
+    const void* hit = std::memchr(body.data() + from, 'v', body.size() - from);
+    if (hit == nullptr) return false;
+    const std::size_t v = static_cast<std::size_t>(static_cast<const char*>(hit) - body.data());
+    from = v + 1;
+    if (spells(v, parsers::kReportReceived, kReportV) || spells(v, parsers::kGateHeld, kGateV)) return true;
+    if (!spells(v, kVersion, 1)) continue;
+    for (; counted < v - 1; ++counted) {
+      if (body[counted] == '{') ++depth;
+      else if (body[counted] == '}' && depth > 0) --depth;
+    }
+    if (depth == 0) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 ScreenFacts screen_facts(std::string_view line, std::size_t from, std::size_t limit, bool report, bool simd) {
@@ -261,7 +290,37 @@ ScreenFacts screen_facts(std::string_view line, std::size_t from, std::size_t li
 }
 
 struct CandidateScreen::Impl {
+  InputFormat format;
   TailCache tails;
+  parsers::Arena arena;
+
+  explicit Impl(InputFormat f) : format(f) {}
+
+  // The text the parser reads of a line: trimmed, colours removed.
+  std::string_view as_text(std::string_view line) {
+    line = parsers::trim_front(line);
+    if (std::memchr(line.data(), '\x1b', line.size()) != nullptr) line = parsers::strip_ansi(line, arena);
+    return line;
+  }
+
+  ScreenVerdict screen_text(std::string_view line, std::string_view next) {
+    arena.reset();
+    if (std::memchr(line.data(), '\0', line.size()) != nullptr || std::memchr(next.data(), '\0', next.size()) != nullptr) {
+      return ScreenVerdict::parse;
+    }
+    const std::string_view text = as_text(line);
+    if (text.empty() || text.front() == '{') return ScreenVerdict::parse;
+    const std::size_t body = parsers::text_record_body(text);
+    if (body == std::string_view::npos) return ScreenVerdict::parse;  // a continuation: the parser decides
+    // What the text reader reads (read_text_line): the body after the level token.
+    if (text_body_may_count(text.substr(body))) return ScreenVerdict::parse;
+    // The next line must start a record, so that this one is read alone.
+    const std::string_view following = as_text(next);
+    if (following.empty() || following.front() == '{' || !parsers::is_text_record_start(following)) {
+      return ScreenVerdict::parse;
+    }
+    return ScreenVerdict::text_no_event;
+  }
 
   // Is `tail` tracing's span metadata, in valid UTF-8, up to the line's closing brace?
   bool is_span_tail(std::string_view tail) {
@@ -272,7 +331,11 @@ struct CandidateScreen::Impl {
     return ok;
   }
 
-  ScreenVerdict screen(std::string_view line) {
+  ScreenVerdict screen(std::string_view line, const std::string_view* next) {
+    const bool json = format == InputFormat::auto_detect || format == InputFormat::json;
+    const bool text = format == InputFormat::auto_detect || format == InputFormat::text;
+    if (text && next != nullptr && !line.empty() && line.front() != '{') return screen_text(line, *next);
+    if (!json) return ScreenVerdict::parse;
     if (line.size() < 32 || line.back() != '}') return ScreenVerdict::parse;  // not JSON, or truncated
     const Head head = read_head(line);
     if (!head.ok || head.message == parsers::kGateHeld) return ScreenVerdict::parse;
@@ -296,11 +359,13 @@ struct CandidateScreen::Impl {
   }
 };
 
-CandidateScreen::CandidateScreen() : impl_(std::make_unique<Impl>()) {}
+CandidateScreen::CandidateScreen(InputFormat format) : impl_(std::make_unique<Impl>(format)) {}
 CandidateScreen::~CandidateScreen() = default;
 CandidateScreen::CandidateScreen(CandidateScreen&&) noexcept = default;
 CandidateScreen& CandidateScreen::operator=(CandidateScreen&&) noexcept = default;
 
-ScreenVerdict CandidateScreen::screen(std::string_view line) { return impl_->screen(line); }
+ScreenVerdict CandidateScreen::screen(std::string_view line, const std::string_view* next) {
+  return impl_->screen(line, next);
+}
 
 }  // namespace nle

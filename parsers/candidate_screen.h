@@ -12,11 +12,19 @@
 // is proven to be span metadata only by an anchored RE2 pattern of tracing's `"span"`/`"spans"`
 // records. Lines with `\u` escapes, journald keys, a second `fields`, control bytes, invalid
 // UTF-8 or unbalanced brackets (a truncated line) always go to the parser.
+//
+// Text lines (tracing's fmt, plain or coloured), only when the next line is known: a text record
+// may continue on the next lines, so a line is turned away only if the next one starts a record
+// of its own (the parser would then read this one alone). It must spell neither event message,
+// and every ` version=` on it must sit inside span braces (`request{... version=HTTP/1.1}:`),
+// as the text reader takes build info only outside them.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string_view>
+
+#include "parsers/line_parser.h"
 
 namespace nle {
 
@@ -24,6 +32,7 @@ enum class ScreenVerdict : std::uint8_t {
   parse,         // the parser must see the line
   not_an_event,  // neither event message, and no build info outside the spans
   quiet_report,  // `report received` with no counting event value on the line
+  text_no_event, // a text record of one line, neither event message, no build info outside spans
 };
 
 // Not thread-safe: one per thread. It keeps a small cache of span tails already proven by RE2
@@ -31,17 +40,20 @@ enum class ScreenVerdict : std::uint8_t {
 // read-only by every screen.
 class CandidateScreen {
  public:
-  CandidateScreen();
+  // Screens the lines the parser would read in `format`: JSON lines for auto and json, text
+  // lines for auto and text; everything else is "parse".
+  explicit CandidateScreen(InputFormat format = InputFormat::auto_detect);
   ~CandidateScreen();
   CandidateScreen(const CandidateScreen&) = delete;
   CandidateScreen& operator=(const CandidateScreen&) = delete;
   CandidateScreen(CandidateScreen&&) noexcept;
   CandidateScreen& operator=(CandidateScreen&&) noexcept;
 
-  // `line` has no newline ("\r" chomped) and comes while the parser holds no text record.
-  // Anything but `parse` means LineParser::parse(line) would give no event, no build info and
-  // no skip reason.
-  ScreenVerdict screen(std::string_view line);
+  // `line` has no newline ("\r" chomped) and comes while the parser holds no text record;
+  // `next` is the line after it, if it is known and will reach the parser next (not oversize).
+  // Anything but `parse` means LineParser::parse(line), and then whatever parse(next) adds for
+  // `line`, would give no event, no build info and no skip reason.
+  ScreenVerdict screen(std::string_view line, const std::string_view* next = nullptr);
 
  private:
   struct Impl;

@@ -16,6 +16,7 @@ using parsers::JsonLine;
 using parsers::JsonReader;
 using parsers::LineOutput;
 using parsers::ShapeStatus;
+using parsers::trim_front;
 
 // string_view::find (memchr for the first byte, then memcmp) rather than memmem: glibc's memmem
 // prepares a two-way search on every call, which costs more than the search on a log line.
@@ -68,13 +69,6 @@ bool has_encoded_keyword(std::string_view line) {
   return contains(line, kEncodedReportReceived) || contains(line, kEncodedGateHeld) ||
          contains(line, kEncodedVersion) || contains(line, kEncodedReportReceivedSpaced) ||
          contains(line, kEncodedGateHeldSpaced) || contains(line, kEncodedVersionSpaced);
-}
-
-std::string_view trim_front(std::string_view s) {
-  // NULs first: a crash can leave a run of them before the next good line.
-  std::size_t i = 0;
-  while (i < s.size() && (s[i] == '\0' || s[i] == '\x1e' || s[i] == ' ' || s[i] == '\t')) ++i;
-  return s.substr(i);
 }
 
 }  // namespace
@@ -281,6 +275,12 @@ bool LineParser::holds_record() const { return impl_->holding; }
 bool LineParser::starts_record(std::string_view line) { return impl_->starts_record(line); }
 
 namespace parsers {
+
+std::string_view trim_front(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size() && (s[i] == '\0' || s[i] == '\x1e' || s[i] == ' ' || s[i] == '\t')) ++i;
+  return s.substr(i);
+}
 
 std::string_view Arena::put(std::string_view bytes) {
   char* dst = reserve(bytes.size());

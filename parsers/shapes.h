@@ -74,6 +74,10 @@ struct LineOutput {
 // Applies LOG-FORMAT.md sections 3 and 4 to the fields of one CP line.
 void classify(const EventFields& fields, LineOutput& out);
 
+// What a line is read from: leading NULs (a crash can leave a run of them before the next good
+// line), json-seq's record separator and blanks removed.
+std::string_view trim_front(std::string_view line);
+
 // Removes ANSI SGR/CSI escape sequences (ESC '[' params final-byte); other bytes are kept.
 std::string_view strip_ansi(std::string_view line, Arena& arena);
 
@@ -84,6 +88,9 @@ ShapeStatus read_text_line(std::string_view line, EventFields& fields, Arena& ar
 // Does this text line start a record (a level token where tracing puts it), rather than
 // continue the previous record's multi-line value? `line` has no ANSI escapes.
 bool is_text_record_start(std::string_view line);
+// Where a text record's spans, target, message and fields begin: just past its level token, or
+// npos when `line` starts no record. `line` has no ANSI escapes.
+std::size_t text_record_body(std::string_view line);
 
 // Decodes a value printed by Rust's Debug for str: `"..."` with \" \\ \n \r \t \0 \' \u{...}.
 // `quoted` starts at the opening quote; returns the decoded value and sets `consumed` to the

@@ -230,6 +230,8 @@ void scan_build_info(std::string_view s, EventFields& f, Arena& arena) {
 
 bool is_text_record_start(std::string_view line) { return find_level(line) != std::string_view::npos; }
 
+std::size_t text_record_body(std::string_view line) { return find_level(line); }
+
 ShapeStatus read_text_line(std::string_view line, EventFields& fields, Arena& arena) {
   const std::size_t level_end = find_level(line);
   if (level_end == std::string_view::npos) return ShapeStatus::not_this;

@@ -170,6 +170,29 @@ TEST_CASE("every kernel finds exactly the lines a line-by-line reference finds")
   }
 }
 
+TEST_CASE("one line at a time, a needle is found exactly when the line holds one") {
+  std::mt19937_64 rng(5);
+  for (int round = 0; round < 2000; ++round) {
+    const std::string block = random_block(rng);
+    std::size_t start = 0;
+    while (start <= block.size()) {
+      std::size_t nl = block.find('\n', start);
+      if (nl == std::string::npos) nl = block.size();
+      const std::string_view line = std::string_view(block).substr(start, nl - start);
+      INFO("round " << round << " line " << line);
+      REQUIRE(nle::line_holds_needle(line) == holds_needle(line));
+      start = nl + 1;
+    }
+  }
+  for (std::string_view needle : nle::relevance_needles()) {
+    for (std::size_t before = 0; before < 200; ++before) {
+      const std::string line = std::string(before, 'x') + std::string(needle);
+      REQUIRE(nle::line_holds_needle(line));
+      REQUIRE_FALSE(nle::line_holds_needle(line.substr(0, line.size() - 1)));
+    }
+  }
+}
+
 TEST_CASE("counting skipped lines adds up to every line") {
   std::mt19937_64 rng(11);
   for (int round = 0; round < 500; ++round) {

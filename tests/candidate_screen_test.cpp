@@ -130,7 +130,99 @@ std::vector<std::string> damaged(const std::vector<std::string>& lines) {
   return out;
 }
 
+// What a parser makes of `lines` as one input, as text: events, build info and skips in order.
+std::string outcome(std::initializer_list<std::string_view> lines) {
+  nle::LineParser parser;
+  std::string out;
+  const auto add = [&](const nle::ParseResult& r) {
+    for (const nle::Event& e : r.events) {
+      out += std::string(nle::event_kind_name(e.kind)) + "/" + std::string(e.control_id) + "/" + std::string(e.host) +
+             "/" + std::string(e.gate) + ";";
+    }
+    if (r.build_info) out += "build " + std::string(r.build_info->version) + ";";
+    if (r.skipped) out += "skip " + std::string(nle::skip_reason_name(*r.skipped)) + ";";
+  };
+  for (std::string_view line : lines) add(parser.parse(line));
+  add(parser.finish());
+  return out;
+}
+
+const std::string kTowerText =
+    "2026-11-20T08:14:03.511203Z DEBUG request{method=GET uri=/metrics version=HTTP/1.1}: "
+    "tower_http::trace::on_response: finished processing request latency=3 ms status=200";
+const std::string kTowerAnsi =
+    "\x1b[2m2026-11-20T08:14:03.511203Z\x1b[0m \x1b[34mDEBUG\x1b[0m \x1b[1mrequest\x1b[0m\x1b[1m{\x1b[0m"
+    "\x1b[3mmethod\x1b[0m\x1b[2m=\x1b[0mGET \x1b[3muri\x1b[0m\x1b[2m=\x1b[0m/metrics \x1b[3mversion\x1b[0m"
+    "\x1b[2m=\x1b[0mHTTP/1.1\x1b[1m}\x1b[0m\x1b[2m:\x1b[0m \x1b[2mtower_http::trace::on_request\x1b[0m\x1b[2m:\x1b[0m "
+    "started processing request";
+
+// Text lines of every kind, for pairs (a line and the one after it).
+std::vector<std::string> text_corpus() {
+  std::vector<std::string> lines = {
+      kTowerText, kTowerAnsi, kTowerText,
+      "2026-11-20T08:14:03.511203Z  INFO nixfleet_control_plane: starting control plane version=0.9.3 git_commit=ab",
+      kTowerText,
+      "2026-11-20T08:14:03.511203Z  INFO request{version=HTTP/1.1}: cp: starting version=0.9.4",
+      kTowerText,
+      "    0: report received hostname=web-07 event=compliance-failure control_id=CIS-1",  // a continuation
+      kTowerText,
+      "",
+      kTowerText,
+      "2026-11-20T08:14:03.511203Z ERROR request{version=HTTP/1.1}: cp: failed error=first line",
+      "second line version=9.9.9 event=compliance-failure",
+      "2026-11-20T08:14:03.511203Z  INFO request{version=HTTP/1.1}: report: report received hostname=a "
+      "event=compliance-failure control_id=C-1",
+      kTowerText,
+      "2026-11-20T08:14:03.511203Z  INFO dispatch: dispatch: held by fleet-level gate gate=host-edge",
+      kTowerText,
+      "2026-11-20T08:14:03.511203Z  INFO a}b: cp: odd braces version=1.2.3",
+      kTowerText,
+      R"J({"timestamp":"2026-11-20T08:14:03.511203Z","level":"INFO","fields":{"message":"report received","event":"compliance-failure"},"target":"r"})J",
+      kTowerText,
+      std::string("2026-11-20T08:14:03.511203Z DEBUG request{version=HTTP/1.1}: t: x") + std::string(1, '\0'),
+      kTowerText,
+  };
+  for (const char* file : {"/golden/text.log", "/golden/ansi.log", "/golden/mixed.log", "/golden/labels.log",
+                           "/golden/malformed.log", "/real/text.log", "/real/ansi.log", "/real/journald-text.cat",
+                           "/real/journald-text.short", "/real/journald-ansi.short", "/sample/cp.log"}) {
+    for (std::string& line : lines_of(std::string(NLE_TESTDATA_DIR) + file)) lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
 }  // namespace
+
+TEST_CASE("a text line turned away reads as nothing, and leaves the next line reading the same") {
+  CandidateScreen screen;
+  std::vector<std::string> lines = text_corpus();
+  std::vector<std::string> all = lines;
+  for (std::string& line : damaged(lines)) all.push_back(std::move(line));
+  std::size_t turned_away = 0;
+  for (std::size_t i = 0; i + 1 < all.size(); ++i) {
+    const std::string_view next = all[i + 1];
+    if (screen.screen(all[i], &next) == ScreenVerdict::parse) continue;
+    ++turned_away;
+    INFO(all[i] << "\nthen: " << all[i + 1]);
+    REQUIRE(outcome({all[i], next}) == outcome({next}));
+  }
+  CHECK(turned_away > 50);
+}
+
+TEST_CASE("a text line is turned away only when the next line is known to start a record") {
+  CandidateScreen screen;
+  const std::string_view tower = kTowerText;
+  CHECK(screen.screen(kTowerText) == ScreenVerdict::parse);
+  CHECK(screen.screen(kTowerText, &tower) == ScreenVerdict::text_no_event);
+  const std::string_view continuation = "    0: caused by";
+  CHECK(screen.screen(kTowerText, &continuation) == ScreenVerdict::parse);
+  const std::string_view ansi = kTowerAnsi;
+  CHECK(screen.screen(kTowerAnsi, &ansi) == ScreenVerdict::text_no_event);
+  const std::string startup =
+      "2026-11-20T08:14:03.511203Z  INFO request{version=HTTP/1.1}: cp: starting control plane version=0.9.3";
+  CHECK(screen.screen(startup, &tower) == ScreenVerdict::parse);
+  CandidateScreen json_only(nle::InputFormat::json);
+  CHECK(json_only.screen(kTowerText, &tower) == ScreenVerdict::parse);
+}
 
 TEST_CASE("every line the screen turns away is a line the parser makes nothing of") {
   CandidateScreen screen;
