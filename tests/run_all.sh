@@ -33,7 +33,8 @@ configure_and_build build-asan -DNLE_SANITIZE=address,undefined
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs" -LE "slow|packaging"
 
+# Fuzzing before the last ctest run, so that the suite's closing line is ctest's summary.
+bash tests/fuzz.sh 20
+
 configure_and_build build
 ctest --test-dir build --output-on-failure -j "$jobs"
-
-bash tests/fuzz.sh 20

@@ -294,7 +294,7 @@ TEST_CASE("the authenticator caches verified credentials and follows changed use
 
 TEST_CASE("the example web configs in packaging/ parse") {
   const std::string packaging = std::string(NLE_TESTDATA_DIR) + "/../packaging/";
-  const WebConfigResult full = nle::load_web_config(packaging + "web-config.yml.example");
+  const WebConfigResult full = nle::load_web_config(packaging + "web-config.full-example.yml");
   INFO(full.error);
   REQUIRE(full.config);
   CHECK(full.config->tls.cert_file == packaging + "tls.crt");
