@@ -254,6 +254,8 @@ class TailCache {
   std::array<std::uint64_t, kSeen> seen_{};
 };
 
+constexpr std::string_view kGateHeldTail = "held by fleet-level gate";
+
 // Can a text record's body count? It can if it spells an event message anywhere, or has a
 // ` version=` outside span braces (the text reader's build-info scan counts braces the same way:
 // quotes aside, a `}` never takes the depth below 0). The three strings share a 'v', rare in
@@ -281,6 +283,32 @@ bool text_body_may_count(std::string_view body) {
     if (depth == 0) return true;
   }
   return false;
+}
+
+// A text body that spells `report received` but cannot count: the parser finds no counting
+// event value (none is spelled, and no escape could spell one once decoded), no gate-held message
+// and no ` version=` it would read (after the message every field is read; before it, only one
+// outside span braces would be). Conservative: whatever it does not prove goes to the parser.
+bool text_report_is_quiet(std::string_view body) {
+  constexpr std::string_view kVersion = " version=";
+  const std::size_t report = parsers::find_bytes(body, parsers::kReportReceived);
+  if (report == std::string_view::npos) return false;
+  if (std::memchr(body.data(), '\\', body.size()) != nullptr) return false;
+  for (std::string_view token : {kGateHeldTail, std::string_view("ompliance"), std::string_view("untime")}) {
+    if (parsers::contains_bytes(body, token)) return false;
+  }
+  if (parsers::find_bytes(body, kVersion, report) != std::string_view::npos) return false;
+  std::size_t counted = 0;
+  int depth = 0;
+  for (std::size_t v = parsers::find_bytes(body, kVersion); v != std::string_view::npos && v < report;
+       v = parsers::find_bytes(body, kVersion, v + 1)) {
+    for (; counted < v; ++counted) {
+      if (body[counted] == '{') ++depth;
+      else if (body[counted] == '}' && depth > 0) --depth;
+    }
+    if (depth == 0) return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -313,13 +341,17 @@ struct CandidateScreen::Impl {
     const std::size_t body = parsers::text_record_body(text);
     if (body == std::string_view::npos) return ScreenVerdict::parse;  // a continuation: the parser decides
     // What the text reader reads (read_text_line): the body after the level token.
-    if (text_body_may_count(text.substr(body))) return ScreenVerdict::parse;
+    ScreenVerdict verdict = ScreenVerdict::text_no_event;
+    if (text_body_may_count(text.substr(body))) {
+      if (!text_report_is_quiet(text.substr(body))) return ScreenVerdict::parse;
+      verdict = ScreenVerdict::text_quiet_report;
+    }
     // The next line must start a record, so that this one is read alone.
     const std::string_view following = as_text(next);
     if (following.empty() || following.front() == '{' || !parsers::is_text_record_start(following)) {
       return ScreenVerdict::parse;
     }
-    return ScreenVerdict::text_no_event;
+    return verdict;
   }
 
   // Is `tail` tracing's span metadata, in valid UTF-8, up to the line's closing brace?

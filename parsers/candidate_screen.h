@@ -17,7 +17,10 @@
 // may continue on the next lines, so a line is turned away only if the next one starts a record
 // of its own (the parser would then read this one alone). It must spell neither event message,
 // and every ` version=` on it must sit inside span braces (`request{... version=HTTP/1.1}:`),
-// as the text reader takes build info only outside them.
+// as the text reader takes build info only outside them. Or it is a `report received` that
+// cannot count: no counting event value spelled anywhere on it (`ompliance`, `untime`), no `\`
+// (an escape could spell one), no gate message, and ` version=` only inside span braces before
+// the message (after it, every field is read).
 #pragma once
 
 #include <cstdint>
@@ -33,6 +36,8 @@ enum class ScreenVerdict : std::uint8_t {
   not_an_event,  // neither event message, and no build info outside the spans
   quiet_report,  // `report received` with no counting event value on the line
   text_no_event, // a text record of one line, neither event message, no build info outside spans
+  text_quiet_report,  // a text record of one line, `report received` with no counting event
+                      // value, no escapes, no gate message, no build info the reader would take
 };
 
 // Not thread-safe: one per thread. It keeps a small cache of span tails already proven by RE2

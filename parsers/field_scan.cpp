@@ -5,26 +5,103 @@
 
 #include "parsers/shapes.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace nle::parsers {
 
+std::size_t find_bytes(std::string_view haystack, std::string_view needle, std::size_t from) {
+  const std::size_t n = haystack.size();
+  const std::size_t m = needle.size();
+  if (from > n || m > n - from) return std::string_view::npos;
+  if (m < 2) return haystack.find(needle, from);
+  const char* const h = haystack.data();
+  const char first = needle.front();
+  const char last = needle.back();
+  std::size_t i = from;
+#if defined(__x86_64__)
+  // SSE2 is part of x86-64 itself. Position i is a candidate when h[i] == first and
+  // h[i + m - 1] == last; both loads stay inside the haystack.
+  const __m128i want_first = _mm_set1_epi8(first);
+  const __m128i want_last = _mm_set1_epi8(last);
+  for (; i + m - 1 + 16 <= n; i += 16) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i + m - 1));
+    unsigned mask = static_cast<unsigned>(
+        _mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(a, want_first), _mm_cmpeq_epi8(b, want_last))));
+    for (; mask != 0; mask &= mask - 1) {
+      const std::size_t at = i + static_cast<std::size_t>(__builtin_ctz(mask));
+      if (std::memcmp(h + at + 1, needle.data() + 1, m - 2) == 0) return at;
+    }
+  }
+#endif
+  for (; i + m <= n; ++i) {
+    if (h[i] == first && h[i + m - 1] == last && std::memcmp(h + i + 1, needle.data() + 1, m - 2) == 0) return i;
+  }
+  return std::string_view::npos;
+}
+
+namespace {
+
+// Copies line[p, the next ESC or the end) to out + n; returns where the ESC is (or `end`). The
+// SIMD loop stores 16 bytes at a time, past the ESC too: what lies beyond is overwritten by the
+// bytes that follow, and out + n + 16 never passes out + line size, since n <= p - line start.
+const char* copy_to_escape(const char* p, const char* end, char* out, std::size_t& n) {
+#if defined(__x86_64__)
+  const __m128i esc = _mm_set1_epi8('\x1b');
+  while (end - p >= 16) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + n), x);
+    const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, esc)));
+    if (mask != 0) {
+      const auto k = static_cast<std::size_t>(__builtin_ctz(mask));
+      n += k;
+      return p + k;
+    }
+    p += 16;
+    n += 16;
+  }
+#endif
+  while (p < end && *p != '\x1b') out[n++] = *p++;
+  return p;
+}
+
+}  // namespace
+
 std::string_view strip_ansi(std::string_view line, Arena& arena) {
+  // A coloured line has an escape every few bytes, so the runs between them are short: copied
+  // 16 bytes at a time, not byte by byte nor through a memchr and memcpy call each.
   char* out = arena.reserve(line.size());
+  const char* const end = line.data() + line.size();
   std::size_t n = 0;
-  std::size_t i = 0;
-  while (i < line.size()) {
-    const char c = line[i];
-    if (c == '\x1b' && i + 1 < line.size() && line[i + 1] == '[') {
-      // CSI: ESC '[' parameter bytes 0x30-0x3F, intermediate bytes 0x20-0x2F, final 0x40-0x7E.
-      std::size_t j = i + 2;
-      while (j < line.size() && line[j] >= 0x30 && line[j] <= 0x3F) ++j;
-      while (j < line.size() && line[j] >= 0x20 && line[j] <= 0x2F) ++j;
-      if (j < line.size() && line[j] >= 0x40 && line[j] <= 0x7E) {
-        i = j + 1;
+  const char* p = line.data();
+  while ((p = copy_to_escape(p, end, out, n)) < end) {
+    // tracing's own colours first (ESC[2m, ESC[34m): the general rule below would drop them too.
+    const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+    if (end - p >= 4 && p[1] == '[' && digit(p[2])) {
+      if (p[3] == 'm') {
+        p += 4;
+        continue;
+      }
+      if (end - p >= 5 && digit(p[3]) && p[4] == 'm') {
+        p += 5;
         continue;
       }
     }
-    out[n++] = c;
-    ++i;
+    // CSI: ESC '[' parameter bytes 0x30-0x3F, intermediate bytes 0x20-0x2F, final 0x40-0x7E.
+    const char* j = p + 1;
+    if (j < end && *j == '[') {
+      ++j;
+      while (j < end && *j >= 0x30 && *j <= 0x3F) ++j;
+      while (j < end && *j >= 0x20 && *j <= 0x2F) ++j;
+      if (j < end && *j >= 0x40 && *j <= 0x7E) {
+        p = j + 1;
+        continue;
+      }
+    }
+    out[n++] = '\x1b';  // not a complete CSI sequence: the escape byte is kept
+    ++p;
   }
   return {out, n};
 }

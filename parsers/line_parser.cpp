@@ -18,9 +18,7 @@ using parsers::LineOutput;
 using parsers::ShapeStatus;
 using parsers::trim_front;
 
-// string_view::find (memchr for the first byte, then memcmp) rather than memmem: glibc's memmem
-// prepares a two-way search on every call, which costs more than the search on a log line.
-bool contains(std::string_view haystack, std::string_view needle) { return haystack.find(needle) != std::string_view::npos; }
+bool contains(std::string_view haystack, std::string_view needle) { return parsers::contains_bytes(haystack, needle); }
 
 bool is_ident_byte(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
@@ -33,9 +31,9 @@ bool has_version_field(std::string_view line) {
   const char* p = line.data();
   const char* const end = p + line.size();
   while (p < end) {
-    const std::size_t at = std::string_view(p, static_cast<std::size_t>(end - p)).find(kVersion);
+    const std::size_t at = parsers::find_bytes(line, kVersion, static_cast<std::size_t>(p - line.data()));
     if (at == std::string_view::npos) return false;
-    const char* v = p + at;
+    const char* v = line.data() + at;
     const char* after = v + kVersion.size();
     // Coloured field names start right after an SGR sequence such as ESC[3m.
     const bool after_sgr = v - line.data() >= 3 && v[-1] == 'm' &&

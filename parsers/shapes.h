@@ -78,6 +78,15 @@ void classify(const EventFields& fields, LineOutput& out);
 // line), json-seq's record separator and blanks removed.
 std::string_view trim_front(std::string_view line);
 
+// The first `needle` in `haystack` at or after `from`, or npos. For the short fixed needles of
+// the parsers: 16 positions at a time, testing the needle's first and last bytes together (a
+// pair rarer in log text than either byte), then memcmp. Neither memmem (which prepares a two-way
+// search on every call) nor string_view::find (memchr on the first byte, common in log lines).
+std::size_t find_bytes(std::string_view haystack, std::string_view needle, std::size_t from = 0);
+inline bool contains_bytes(std::string_view haystack, std::string_view needle) {
+  return find_bytes(haystack, needle) != std::string_view::npos;
+}
+
 // Removes ANSI SGR/CSI escape sequences (ESC '[' params final-byte); other bytes are kept.
 std::string_view strip_ansi(std::string_view line, Arena& arena);
 

@@ -79,9 +79,21 @@ std::string_view field_at(std::string_view s, std::size_t pos) {
   return s.substr(pos + 1, i - pos - 1);
 }
 
+// The first ` name=` at or after `from` (its space), or s.size(). Found from the '=' rather
+// than the space: a field's name is the run of identifier bytes just before its '=', so each '='
+// has one possible start, and '=' is far rarer than ' ' in a line. Fields come in the same order
+// either way (the name run of one field ends before the next field's space).
 std::size_t next_field(std::string_view s, std::size_t from) {
-  for (std::size_t pos = s.find(' ', from); pos != std::string_view::npos; pos = s.find(' ', pos + 1)) {
-    if (!field_at(s, pos).empty()) return pos;
+  for (std::size_t from_eq = from; from_eq < s.size();) {
+    const void* hit = std::memchr(s.data() + from_eq, '=', s.size() - from_eq);
+    if (hit == nullptr) break;
+    const std::size_t eq = static_cast<std::size_t>(static_cast<const char*>(hit) - s.data());
+    from_eq = eq + 1;
+    std::size_t name = eq;
+    while (name > from + 1 && is_ident_byte(s[name - 1])) --name;
+    if (name == eq || name < from + 1 || s[name - 1] != ' ') continue;
+    const char c = s[name];
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_') return name - 1;
   }
   return s.size();
 }
@@ -195,34 +207,33 @@ void scan_fields(std::string_view s, EventFields& f, Arena& arena) {
   }
 }
 
-bool contains(std::string_view haystack, std::string_view needle) {
-  return memmem(haystack.data(), haystack.size(), needle.data(), needle.size()) != nullptr;
-}
+bool contains(std::string_view haystack, std::string_view needle) { return contains_bytes(haystack, needle); }
 
 // Outside span braces: the `version=` / `git_commit=` fields of a line whose message we do not
 // know (a startup line), each a quoted Debug string or a token.
 void scan_build_info(std::string_view s, EventFields& f, Arena& arena) {
   int depth = 0;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (c == '{') ++depth;
-    else if (c == '}' && depth > 0) --depth;
-    else if (c == ' ' && depth == 0) {
-      const std::string_view name = field_at(s, i);
-      if (name != "version" && name != "git_commit") continue;
-      const std::size_t value_start = i + 1 + name.size() + 1;
-      std::string_view value;
-      std::size_t consumed = 0;
-      if (value_start < s.size() && s[value_start] == '"') {
-        auto decoded = decode_rust_debug_string(s.substr(value_start), consumed, arena);
-        if (!decoded) continue;
-        value = *decoded;
-      } else {
-        const std::size_t end = s.find(' ', value_start);
-        value = s.substr(value_start, end == std::string_view::npos ? end : end - value_start);
-      }
-      assign(f, name, value, false);
+  std::size_t counted = 0;  // braces of s[0, counted) are in depth
+  for (std::size_t i = next_field(s, 0); i < s.size(); i = next_field(s, i + 1)) {
+    const std::string_view name = field_at(s, i);
+    if (name != "version" && name != "git_commit") continue;
+    for (; counted < i; ++counted) {
+      if (s[counted] == '{') ++depth;
+      else if (s[counted] == '}' && depth > 0) --depth;
     }
+    if (depth != 0) continue;
+    const std::size_t value_start = i + 1 + name.size() + 1;
+    std::string_view value;
+    std::size_t consumed = 0;
+    if (value_start < s.size() && s[value_start] == '"') {
+      auto decoded = decode_rust_debug_string(s.substr(value_start), consumed, arena);
+      if (!decoded) continue;
+      value = *decoded;
+    } else {
+      const std::size_t end = s.find(' ', value_start);
+      value = s.substr(value_start, end == std::string_view::npos ? end : end - value_start);
+    }
+    assign(f, name, value, false);
   }
 }
 

@@ -156,10 +156,32 @@ const std::string kTowerAnsi =
     "\x1b[2m=\x1b[0mHTTP/1.1\x1b[1m}\x1b[0m\x1b[2m:\x1b[0m \x1b[2mtower_http::trace::on_request\x1b[0m\x1b[2m:\x1b[0m "
     "started processing request";
 
+// A report as the CP's handler logs it in text, inside tower-http's request span.
+std::string text_report(std::string_view event, std::string_view extra = "") {
+  return "2026-11-20T08:14:03.511203Z  INFO request{method=POST uri=/v1/agent/report version=HTTP/1.1}:"
+         "report{hostname=web-07 request_id=1b2c}: report: report received hostname=web-07 event=" +
+         std::string(event) + " rollout=stable@91c2e0 agent_version=0.9.1 event_id=3b0f" + std::string(extra);
+}
+const std::string kQuietReportAnsi =
+    "\x1b[2m2026-11-20T08:14:03.511203Z\x1b[0m \x1b[32m INFO\x1b[0m \x1b[1mrequest\x1b[0m\x1b[1m{\x1b[0m"
+    "\x1b[3mversion\x1b[0m\x1b[2m=\x1b[0mHTTP/2.0\x1b[1m}\x1b[0m\x1b[2m:\x1b[0m \x1b[2mreport\x1b[0m\x1b[2m:\x1b[0m "
+    "report received \x1b[3mhostname\x1b[0m\x1b[2m=\x1b[0mweb-07 \x1b[3mevent\x1b[0m\x1b[2m=\x1b[0mtrust-error "
+    "\x1b[3magent_version\x1b[0m\x1b[2m=\x1b[0m0.9.1";
+
 // Text lines of every kind, for pairs (a line and the one after it).
 std::vector<std::string> text_corpus() {
   std::vector<std::string> lines = {
       kTowerText, kTowerAnsi, kTowerText,
+      text_report("activation-started"), kTowerText, text_report("stale-target"), text_report("trust-error"),
+      kQuietReportAnsi, kTowerAnsi,
+      text_report("compliance-failure"), kTowerText, text_report("RuntimeGateError"), kTowerText,
+      text_report("stale-target", " version=0.9.9"), kTowerText,            // build info after the message
+      text_report("\"c\\u{6f}mpliance-failure\""), kTowerText,             // an escape spells the value
+      text_report("stale-target", " report={\"event\":\"compliance-failure\"}"), kTowerText,
+      text_report("stale-target", " note=dispatch: held by fleet-level gate gate=g"), kTowerText,
+      "2026-11-20T08:14:03.511203Z  INFO version=1.0 report: report received event=stale-target", kTowerText,
+      "2026-11-20T08:14:03.511203Z  INFO a{b} version=1.0: report received event=stale-target", kTowerText,
+      "2026-11-20T08:14:03.511203Z  INFO x: y report received event=stale-target version=2", kTowerText,
       "2026-11-20T08:14:03.511203Z  INFO nixfleet_control_plane: starting control plane version=0.9.3 git_commit=ab",
       kTowerText,
       "2026-11-20T08:14:03.511203Z  INFO request{version=HTTP/1.1}: cp: starting version=0.9.4",
@@ -220,6 +242,14 @@ TEST_CASE("a text line is turned away only when the next line is known to start 
   const std::string startup =
       "2026-11-20T08:14:03.511203Z  INFO request{version=HTTP/1.1}: cp: starting control plane version=0.9.3";
   CHECK(screen.screen(startup, &tower) == ScreenVerdict::parse);
+  CHECK(screen.screen(text_report("stale-target"), &tower) == ScreenVerdict::text_quiet_report);
+  CHECK(screen.screen(kQuietReportAnsi, &tower) == ScreenVerdict::text_quiet_report);
+  CHECK(screen.screen(text_report("stale-target"), &continuation) == ScreenVerdict::parse);
+  for (std::string_view event : {"compliance-failure", "ComplianceFailure", "runtime-gate-error", "RuntimeGateError"}) {
+    CHECK(screen.screen(text_report(event), &tower) == ScreenVerdict::parse);
+  }
+  CHECK(screen.screen(text_report("stale-target", " version=0.9.9"), &tower) == ScreenVerdict::parse);
+  CHECK(screen.screen(text_report("stale\\u{2d}target"), &tower) == ScreenVerdict::parse);
   CandidateScreen json_only(nle::InputFormat::json);
   CHECK(json_only.screen(kTowerText, &tower) == ScreenVerdict::parse);
 }
