@@ -33,6 +33,11 @@ void LineIngester::line(std::string_view line, std::uint64_t order) {
   record(parser_.parse(line), order);
 }
 
+void LineIngester::parse_line(std::string_view line, std::uint64_t order) {
+  ++pending_lines_;
+  record(parser_.parse(line), order);
+}
+
 void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::uint64_t offset,
                          std::size_t max_line_bytes) {
   const auto chomped = [&](std::size_t begin, std::size_t end) {  // block[end] is the "\n"
@@ -48,14 +53,17 @@ void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::
     next = chomped(end + 1, static_cast<std::size_t>(static_cast<const char*>(nl) - block.data()));
     return next.size() <= max_line_bytes;
   };
-  const auto deliver = [&](std::size_t begin, std::size_t end, bool screen) {
+  const auto deliver = [&](std::size_t begin, std::size_t end, bool candidate) {
     const std::string_view text = chomped(begin, end);
     std::string_view next;
     if (text.size() > max_line_bytes) {
       oversize_line(text.size());
-    } else if (screen && screen_.screen(text, next_line(end, next) ? &next : nullptr) != ScreenVerdict::parse) {
+    } else if (candidate && screening_ &&
+               screen_.screen(text, next_line(end, next) ? &next : nullptr) != ScreenVerdict::parse) {
       ++pending_lines_;  // the parser would make nothing of it, and holds no record it could end
       ++screened_out_;
+    } else if (candidate) {
+      parse_line(text, order_base + offset + end + 1);  // the scan found it, the screen kept it
     } else {
       line(text, order_base + offset + end + 1);
     }
@@ -74,7 +82,7 @@ void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::
     pending_lines_ += c.lines_before;
     if (!c.found) break;
     ++candidates_;
-    deliver(c.line_begin, c.line_end, screening_);
+    deliver(c.line_begin, c.line_end, true);
     pos = c.line_end + 1;
   }
 }

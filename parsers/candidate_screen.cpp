@@ -373,20 +373,31 @@ struct CandidateScreen::Impl {
     if (!head.ok || head.message == parsers::kGateHeld) return ScreenVerdict::parse;
     const bool report = head.message == parsers::kReportReceived;
     // Keys after the span tail's start are span metadata, if the tail is what tracing writes.
-    // A proven tail is well formed, closes the line's object and needs no further look, so the
-    // byte pass covers only what comes before it: then exactly the line's own `{` is open.
-    std::size_t end = line.size();
-    long open_braces = 0;
+    // The line before the tail goes first through the byte pass: an event value or a `version`
+    // there sends the line to the parser before RE2 looks at the tail. A proven tail is well
+    // formed, closes the line's object and needs no further look; then exactly the line's own
+    // `{` is open before it. Otherwise the tail goes through the byte pass too.
     constexpr std::string_view kSpan = ",\"span\":{";
-    const void* span = memmem(line.data() + head.end, line.size() - head.end, kSpan.data(), kSpan.size());
-    if (span != nullptr) {
-      const std::size_t at = static_cast<std::size_t>(static_cast<const char*>(span) - line.data());
-      if (is_span_tail(line.substr(at))) end = at, open_braces = 1;
-    }
+    const std::size_t span = parsers::find_bytes(line, kSpan, head.end);
+    const std::size_t end = span == std::string_view::npos ? line.size() : span;
     const std::string_view body = line.substr(0, end);
-    const ScreenFacts f = facts(body, head.end, end, report, true);
-    if (f.forbidden || f.control || f.braces != open_braces || f.brackets != 0) return ScreenVerdict::parse;
-    if (f.non_ascii && !simdjson::validate_utf8(body.data(), body.size())) return ScreenVerdict::parse;
+    ScreenFacts f = facts(body, head.end, end, report, true);
+    if (f.forbidden || f.control) return ScreenVerdict::parse;
+    long open_braces = 0;
+    std::string_view utf8 = line;  // what the parser would check as UTF-8 that nothing proved
+    if (span != std::string_view::npos && is_span_tail(line.substr(span))) {
+      open_braces = 1;
+      utf8 = body;
+    } else if (span != std::string_view::npos) {
+      const std::string_view tail = line.substr(span);
+      const ScreenFacts t = facts(tail, 0, tail.size(), report, true);
+      if (t.forbidden || t.control) return ScreenVerdict::parse;
+      f.braces += t.braces;
+      f.brackets += t.brackets;
+      f.non_ascii |= t.non_ascii;
+    }
+    if (f.braces != open_braces || f.brackets != 0) return ScreenVerdict::parse;
+    if (f.non_ascii && !simdjson::validate_utf8(utf8.data(), utf8.size())) return ScreenVerdict::parse;
     return report ? ScreenVerdict::quiet_report : ScreenVerdict::not_an_event;
   }
 };

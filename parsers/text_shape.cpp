@@ -36,10 +36,12 @@ std::size_t find_level_in(std::string_view s) {
     while (i < s.size() && s[i] == ' ') ++i;
     const std::size_t start = i;
     while (i < s.size() && s[i] != ' ') ++i;
-    const std::string_view word = s.substr(start, i - start);
-    if (word.empty()) return std::string_view::npos;
+    const std::size_t length = i - start;
+    if (length == 0) return std::string_view::npos;
+    if ((length != 4 && length != 5) || i == s.size()) continue;  // no level, or nothing after it
+    const std::string_view word = s.substr(start, length);
     for (std::string_view level : kLevels) {
-      if (word == level && i < s.size()) return i;
+      if (word == level) return i;
     }
   }
   return std::string_view::npos;
@@ -201,6 +203,9 @@ void scan_fields(std::string_view s, EventFields& f, Arena& arena) {
       next = next_field(s, value_start);
       value = s.substr(value_start, next - value_start);
       if (is_identifier_valued(name)) value = value.substr(0, value.find(' '));
+      assign(f, name, value, false);
+      pos = next;  // already the next field (or the end)
+      continue;
     }
     assign(f, name, value, is_json_object);
     pos = next_field(s, next);

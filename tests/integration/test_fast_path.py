@@ -143,7 +143,12 @@ class FastPathTest(unittest.TestCase):
         for round_ in range(12):
             fmt = rng.choice(FORMATS)
             extra = ["--crlf"] if rng.random() < 0.3 else []
-            extra += ["--event-rate", str(rng.choice((0.02, 0.3, 0.9)))]
+            event_rate = rng.choice((0.001, 0.02, 0.2, 0.3, 0.9))
+            extra += ["--event-rate", str(event_rate)]
+            if event_rate <= 0.3 and rng.random() < 0.6:  # a mix of the benchmark's kind, at random
+                quiet = rng.choice((0.0, 0.1, 0.3))
+                extra += ["--quiet-rate", str(quiet), "--version-rate", str(rng.choice((0.0, 0.3, 0.69 - quiet))),
+                          "--spans", rng.choice(("on", "off", "some")), "--long-rate", rng.choice(("0", "0.002"))]
             log, expected = generate(self.tmp, fmt, rng.randrange(1, 1 << 30), rng.randrange(1, 20000), *extra)
             if rng.random() < 0.3:
                 with_oversize_lines(log, seed=round_)
