@@ -4,8 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "exporter/exemplar.h"
 
 namespace nle {
 
@@ -19,6 +22,7 @@ struct CounterState {
   std::vector<std::string> label_values;
   double value = 0;
   double created = 0;  // Unix seconds the series began (OpenMetrics `_created`)
+  std::optional<Exemplar> exemplar = std::nullopt;  // the latest event counted, as served (Series::exemplar)
 
   friend bool operator==(const CounterState&, const CounterState&) = default;
 };

@@ -1,5 +1,7 @@
 #include "exporter/exposition.h"
 
+#include "exporter/step_sampler.h"
+
 #include <charconv>
 #include <cmath>
 #include <cstddef>
@@ -144,8 +146,21 @@ struct SampleFrame {
   }
 };
 
+// ` # {event_id="..."} 1 1795162652.411481`: OpenMetrics' exemplar after a counter's value.
+void append_exemplar(std::string& out, const Exemplar& exemplar) {
+  out += " # {";
+  out += exemplar.label_name;
+  out += "=\"";
+  append_escaped(out, exemplar.label_value, EscapeSet::label_value);
+  out += "\"} 1";
+  if (exemplar.timestamp_micros) {
+    out += ' ';
+    out += format_timestamp_seconds(*exemplar.timestamp_micros);
+  }
+}
+
 void append_sample(std::string& out, std::string_view name, const SampleFrame& frame, const Series& series,
-                   double value) {
+                   double value, const Exemplar* exemplar = nullptr) {
   out += name;
   for (std::size_t i = 0; i < frame.before_value.size(); ++i) {
     out += frame.before_value[i];
@@ -155,6 +170,7 @@ void append_sample(std::string& out, std::string_view name, const SampleFrame& f
   out += frame.after_values;
   out += ' ';
   append_number(out, value);
+  if (exemplar != nullptr) append_exemplar(out, *exemplar);
   out += '\n';
 }
 
@@ -169,6 +185,7 @@ std::size_t estimated_size(const Snapshot& snapshot, bool include_created) {
     for (const Series& series : family.series) {
       std::size_t line = family.name.size() + label_names_size + kSlack;
       for (const std::string& value : series.label_values) line += value.size();
+      if (series.exemplar) line += series.exemplar->label_value.size() + kSlack;
       size += include_created ? 2 * line : line;
     }
   }
@@ -255,7 +272,9 @@ std::string render(const Snapshot& snapshot, const RenderOptions& options) {
     const std::string sample_name = family.name + std::string(sample_suffix);
     const std::string created_name = family.name + "_created";
     for (const Series& series : family.series) {
-      append_sample(out, sample_name, frame, series, series.value);
+      // Text 0.0.4 has no exemplars; OpenMetrics allows them on a counter's _total sample.
+      const Exemplar* exemplar = counter && openmetrics && series.exemplar ? &*series.exemplar : nullptr;
+      append_sample(out, sample_name, frame, series, series.value, exemplar);
       if (counter && include_created) append_sample(out, created_name, frame, series, series.created);
     }
   }

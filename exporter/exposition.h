@@ -20,6 +20,9 @@ struct RenderOptions {
   bool include_created = false;  // OpenMetrics `_created` samples for counters
 };
 
+// OpenMetrics pages carry each counter series' exemplar after its `_total` value
+// (`... 3 # {event_id="3b0f"} 1 1795162652.411481`); text 0.0.4 has none, so its pages are the
+// same with or without exemplars.
 std::string render(const Snapshot& snapshot, const RenderOptions& options);
 
 // Label value escaping, both formats: backslash, double quote, newline.

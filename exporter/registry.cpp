@@ -6,12 +6,15 @@
 #include <cmath>
 #include <initializer_list>
 #include <limits>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "exporter/exemplar.h"
 #include "exporter/exposition.h"
 
 // The hot path looks series up by a string_view into a reused buffer; without heterogeneous
@@ -29,6 +32,9 @@ constexpr std::array<std::string_view, 6> kKnownGates = {
     "quarantine", "channel-edges", "wave-promotion", "host-edge", "disruption-budget", "compliance-wave",
 };
 constexpr std::size_t kUncapped = std::numeric_limits<std::size_t>::max();
+// The exemplar label of each CP family: reports carry an event id, gate block lines at most a host.
+constexpr std::string_view kEventIdLabel = "event_id";
+constexpr std::string_view kHostLabel = "host";
 
 double system_clock_seconds() {
   using std::chrono::duration;
@@ -116,17 +122,40 @@ struct TransparentStringHash {
 struct CounterSeries {
   std::uint64_t value = 0;
   double created = 0;
+  // The CP's families only: the latest event counted, when it could be named. A pointer, so that
+  // a series without one (every self-metric) costs 8 bytes, not a whole Exemplar.
+  std::unique_ptr<Exemplar> exemplar = nullptr;
 };
+
+std::optional<Exemplar> copy_of(const std::unique_ptr<Exemplar>& exemplar) {
+  return exemplar ? std::optional<Exemplar>(*exemplar) : std::nullopt;
+}
+
+void set_exemplar(CounterSeries& series, const std::optional<Exemplar>& exemplar) {
+  if (!exemplar) {
+    series.exemplar.reset();
+  } else if (series.exemplar) {
+    *series.exemplar = *exemplar;
+  } else {
+    series.exemplar = std::make_unique<Exemplar>(*exemplar);
+  }
+}
+
+// Whether a family with no series is still shown (as HELP and TYPE alone).
+enum class WhenEmpty : unsigned char { shown, hidden };
 
 // One counter family: its series by key, and the cap on how many label sets it may hold.
 class CounterFamily {
  public:
-  CounterFamily(std::string name, std::string help, std::vector<std::string> label_names, std::size_t max_series)
+  CounterFamily(std::string name, std::string help, std::vector<std::string> label_names, std::size_t max_series,
+                std::string_view exemplar_label = {}, WhenEmpty when_empty = WhenEmpty::shown)
       : name_(std::move(name)),
         public_name_(name_ + "_total"),
         help_(std::move(help)),
         label_names_(std::move(label_names)),
-        max_series_(max_series) {}
+        max_series_(max_series),
+        exemplar_label_(exemplar_label),
+        when_empty_(when_empty) {}
 
   CounterSeries* find(std::string_view key) {
     const auto found = series_.find(key);
@@ -149,6 +178,9 @@ class CounterFamily {
   const std::string& name() const { return name_; }
   const std::vector<std::string>& label_names() const { return label_names_; }
   const auto& series() const { return series_; }
+  // The label naming an event in this family's exemplars; empty: the family has none.
+  std::string_view exemplar_label() const { return exemplar_label_; }
+  bool shown() const { return when_empty_ == WhenEmpty::shown || !series_.empty(); }
 
   // Calls fn(key, series) for every series, sorted by label values.
   template <typename Fn>
@@ -172,8 +204,8 @@ class CounterFamily {
     Family family{name_, help_, MetricType::counter, label_names_, {}};
     family.series.reserve(series_.size());
     for_each_sorted([&](const std::string& key, const CounterSeries& series) {
-      family.series.push_back(
-          Series{decode_key(key, label_names_.size()), static_cast<double>(series.value), series.created});
+      family.series.push_back(Series{decode_key(key, label_names_.size()), static_cast<double>(series.value),
+                                     series.created, copy_of(series.exemplar)});
     });
     return family;
   }
@@ -202,6 +234,8 @@ class CounterFamily {
   std::string help_;
   std::vector<std::string> label_names_;  // sorted; keys hold the values in this order
   std::size_t max_series_;
+  std::string_view exemplar_label_;
+  WhenEmpty when_empty_;
   // Node-based, so pointers to series stay valid as the map grows (the Impl caches some).
   SeriesMap series_;
   // Every entry of series_ is in exactly one of these (map nodes never move). Label values are
@@ -214,7 +248,7 @@ class CounterFamily {
 Family gauge_family(std::string name, std::string help, std::vector<std::string> label_names,
                     std::vector<std::string> label_values, double value) {
   Family family{std::move(name), std::move(help), MetricType::gauge, std::move(label_names), {}};
-  family.series.push_back(Series{std::move(label_values), value, 0});
+  family.series.push_back(Series{std::move(label_values), value, 0, std::nullopt});
   return family;
 }
 
@@ -229,11 +263,11 @@ struct Registry::Impl {
         created_at(now()),
         compliance_failures("nixfleet_compliance_failure_events",
                             "ComplianceFailure reports received, per control and host.", {"control_id", "host"},
-                            options.max_series_per_family),
+                            options.max_series_per_family, kEventIdLabel),
         runtime_gate_errors("nixfleet_runtime_gate_error_events", "RuntimeGateError reports received.", {},
-                            kUncapped),
+                            kUncapped, kEventIdLabel),
         gate_blocks("nixfleet_gate_block", "Dispatches held by a fleet-level gate, per gate kind.", {"gate"},
-                    options.max_series_per_family),
+                    options.max_series_per_family, kHostLabel),
         lines_read("nixfleet_log_exporter_lines_read", "Lines read from the input, whether or not they held an event.",
                    {}, kUncapped),
         bytes_read("nixfleet_log_exporter_bytes_read", "Bytes read from the input, line terminators included.", {},
@@ -261,6 +295,12 @@ struct Registry::Impl {
                                "Label values longer than --max-label-bytes, counted under a truncated, marked value, "
                                "per label name.",
                                {"label"}, kUncapped),
+        // Hidden until it counts, so that the pages of every log without such an event stay as
+        // they were before exemplars.
+        exemplars_dropped("nixfleet_log_exporter_exemplars_dropped",
+                          "Events counted without an exemplar because its label set would exceed OpenMetrics' "
+                          "128 code points, per family.",
+                          {"family"}, kUncapped, {}, WhenEmpty::hidden),
         exporter_build_info{sanitize_utf8(or_unknown(options.exporter_branch)),
                             sanitize_utf8(or_unknown(options.exporter_compiler)),
                             sanitize_utf8(or_unknown(options.exporter_platform)),
@@ -290,25 +330,30 @@ struct Registry::Impl {
                       &self.lines_read,          &self.bytes_read,          &self.events,
                       &self.lines_skipped,       &self.series_dropped,      &self.truncations,
                       &self.rotations,           &self.read_errors,         &self.http_requests,
-                      &self.label_values_truncated};
+                      &self.label_values_truncated, &self.exemplars_dropped};
   }
   auto counter_families() { return counter_families_of(*this); }
   auto counter_families() const { return counter_families_of(*this); }
 
   // Adds `n` to the series `key` names, creating it if the cap allows; else counts the drop.
-  void count_key(CounterFamily& family, std::string_view key, std::uint64_t n) {
+  // Returns the series counted, nullptr when dropped.
+  CounterSeries* count_key(CounterFamily& family, std::string_view key, std::uint64_t n) {
     if (CounterSeries* series = family.find(key)) {
       series->value += n;
-    } else if (CounterSeries* added = family.add(key, now())) {
-      added->value += n;
-    } else {
-      count_drop(family, n);
+      return series;
     }
+    if (CounterSeries* added = family.add(key, now())) {
+      added->value += n;
+      return added;
+    }
+    count_drop(family, n);
+    return nullptr;
   }
 
   // Counts `n` under the label values (in the family's label-name order), each bounded by
   // max_label_bytes; every value truncated adds `n` to label_values_truncated{label}.
-  void count_labels(CounterFamily& family, std::initializer_list<std::string_view> label_values, std::uint64_t n) {
+  CounterSeries* count_labels(CounterFamily& family, std::initializer_list<std::string_view> label_values,
+                              std::uint64_t n) {
     series_key.clear();
     std::size_t label = 0;
     for (std::string_view value : label_values) {
@@ -317,7 +362,48 @@ struct Registry::Impl {
       if (truncated) count_truncation(family.label_names()[label], n);
       ++label;
     }
-    count_key(family, series_key, n);
+    return count_key(family, series_key, n);
+  }
+
+  // `series` (of `family`) was just counted for one event: its exemplar names that event now, or
+  // nothing, since an older one would name the wrong event. An event the family's label cannot
+  // name within OpenMetrics' limit is counted in exemplars_dropped; one with no name at all (a
+  // report without event_id, a gate block without host) is not: there is nothing to drop.
+  void keep_exemplar(const CounterFamily& family, CounterSeries* series, std::string_view name,
+                     std::optional<std::int64_t> time) {
+    if (series == nullptr) return;  // over the series cap: counted in series_dropped
+    if (name.empty()) {
+      series->exemplar.reset();
+      return;
+    }
+    std::string_view value = name;
+    if (!is_valid_utf8(value)) {
+      exemplar_scratch.clear();
+      append_sanitized_utf8(exemplar_scratch, name);
+      value = exemplar_scratch;
+    }
+    if (!exemplar_label_fits(family.exemplar_label(), value)) {
+      series->exemplar.reset();
+      drop_key.clear();
+      append_key_part(drop_key, family.public_name());
+      count_key(exemplars_dropped, drop_key, 1);
+      return;
+    }
+    if (!series->exemplar) {
+      series->exemplar = std::make_unique<Exemplar>();
+      series->exemplar->label_name = family.exemplar_label();
+    }
+    series->exemplar->label_value.assign(value);  // reuses the string's capacity
+    series->exemplar->timestamp_micros = time;
+  }
+
+  // A saved or merged exemplar, if this family would have made it; else none.
+  std::optional<Exemplar> checked_exemplar(const CounterFamily& family, const std::optional<Exemplar>& exemplar) {
+    if (!exemplar || family.exemplar_label().empty() || exemplar->label_name != family.exemplar_label() || exemplar->label_value.empty() ||
+        !is_valid_utf8(exemplar->label_value) || !exemplar_label_fits(exemplar->label_name, exemplar->label_value)) {
+      return std::nullopt;
+    }
+    return exemplar;
   }
 
   void count_truncation(std::string_view label_name, std::uint64_t n) {
@@ -332,15 +418,20 @@ struct Registry::Impl {
     count_key(series_dropped, drop_key, n);
   }
 
+  // `from` read the input after `into`: a series it counted takes its exemplar (or its lack of one).
   void merge_family(CounterFamily& into, const CounterFamily& from) {
     for (const auto& [key, from_series] : from.series()) {
-      if (CounterSeries* series = into.find(key)) {
+      CounterSeries* series = into.find(key);
+      if (series != nullptr) {
         series->value += from_series.value;
         series->created = std::min(series->created, from_series.created);
-      } else if (CounterSeries* added = into.add(key, from_series.created)) {
-        added->value = from_series.value;
+      } else if ((series = into.add(key, from_series.created)) != nullptr) {
+        series->value = from_series.value;
       } else if (from_series.value != 0) {
         count_drop(into, from_series.value);
+      }
+      if (series != nullptr && from_series.value != 0 && series != &from_series) {
+        set_exemplar(*series, copy_of(from_series.exemplar));
       }
     }
   }
@@ -418,6 +509,7 @@ struct Registry::Impl {
   CounterFamily read_errors;
   CounterFamily http_requests;
   CounterFamily label_values_truncated;
+  CounterFamily exemplars_dropped;
   double files_watched = 0;
 
   std::vector<std::string> exporter_build_info;  // branch, compiler, platform, revision, version
@@ -440,6 +532,7 @@ struct Registry::Impl {
   std::string series_key;
   std::string drop_key;
   std::string label_scratch;
+  std::string exemplar_scratch;
 };
 
 Registry::Registry(RegistryOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
@@ -453,13 +546,19 @@ void Registry::record(const Event& event) {
   if (kind < kEventKindCount) ++impl.events_by_kind[kind]->value;
   switch (event.kind) {
     case EventKind::compliance_failure:
-      impl.count_labels(impl.compliance_failures, {or_unknown(event.control_id), or_unknown(event.host)}, 1);
+      impl.keep_exemplar(impl.compliance_failures,
+                         impl.count_labels(impl.compliance_failures,
+                                           {or_unknown(event.control_id), or_unknown(event.host)}, 1),
+                         event.event_id, event.log_time_micros);
       break;
     case EventKind::runtime_gate_error:
       ++impl.runtime_gate_error_series->value;
+      impl.keep_exemplar(impl.runtime_gate_errors, impl.runtime_gate_error_series, event.event_id,
+                         event.log_time_micros);
       break;
     case EventKind::gate_block:
-      impl.count_labels(impl.gate_blocks, {or_unknown(event.gate)}, 1);
+      impl.keep_exemplar(impl.gate_blocks, impl.count_labels(impl.gate_blocks, {or_unknown(event.gate)}, 1),
+                         event.host, event.log_time_micros);
       break;
   }
 }
@@ -525,7 +624,7 @@ std::vector<CounterState> Registry::export_counters() const {
     family->for_each_sorted([&](const std::string& key, const CounterSeries& series) {
       counters.push_back(CounterState{family->name(), family->label_names(),
                                       decode_key(key, family->label_names().size()),
-                                      static_cast<double>(series.value), series.created});
+                                      static_cast<double>(series.value), series.created, copy_of(series.exemplar)});
     });
   }
   return counters;
@@ -566,6 +665,7 @@ std::size_t Registry::restore(const std::vector<CounterState>& counters,
     }
     series->value = value;
     series->created = saved.created;
+    set_exemplar(*series, impl.checked_exemplar(*family, saved.exemplar));
   }
   for (const auto& [family, value] : drops) impl.count_drop(*family, value);
   if (build_info) impl.take_logged_build_info(build_info->version, build_info->git_commit, build_info->order, false);
@@ -596,7 +696,9 @@ Snapshot Registry::snapshot() const {
   const Impl& impl = *impl_;
   Snapshot snapshot;
   snapshot.reserve(impl.counter_families().size() + 3);
-  for (const CounterFamily* family : impl.counter_families()) snapshot.push_back(family->to_family());
+  for (const CounterFamily* family : impl.counter_families()) {
+    if (family->shown()) snapshot.push_back(family->to_family());
+  }
   snapshot.push_back(impl.cp_build_info());
   snapshot.push_back(gauge_family("nixfleet_log_exporter_files_watched", "Files being followed now.", {}, {},
                                   impl.files_watched));

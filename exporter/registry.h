@@ -57,7 +57,9 @@ enum class SelfGauge : std::uint8_t {
 // every kind and reason, lines_read, bytes_read, truncations, rotations and files_watched; both
 // build infos are always 1. Appearing with their first count: compliance failures, other gates,
 // read_errors{reason}, http_requests{code}, series_dropped{family} and
-// label_values_truncated{label}.
+// label_values_truncated{label}. One family is left out of snapshots until its first count, HELP
+// and TYPE included, so that pages of logs without such an event stay as they were:
+// exemplars_dropped{family}.
 // The cap refuses new label sets in the families labelled by values from outside (compliance
 // failures, gate blocks, read_errors, http_requests); series present from the start count towards
 // it but are never refused. Each refused count adds to series_dropped{family="<name>_total"}.
@@ -78,6 +80,12 @@ class Registry {
   Registry& operator=(Registry&&) noexcept;
 
   // Counts one CP event. Label values are bytes as logged; invalid UTF-8 becomes U+FFFD.
+  // Exemplars: each series of the CP's three families holds one for the latest event counted in
+  // it (input order, not log time): label `event_id` (reports) or `host` (gate blocks), the event's
+  // log time. An event that cannot be named leaves its series with none, since an older one would
+  // name the wrong event: no event_id or host on the line (not counted), or a label set over
+  // kExemplarMaxCodePoints (counted in exemplars_dropped{family="<name>_total"}, once per event).
+  // Held exemplars are thus bounded by the same limit.
   void record(const Event& event);
   // A CP line carried build info; `order` is its position in the input (the highest wins, a tie
   // goes to the later call). Flags given in RegistryOptions still win.
@@ -88,19 +96,22 @@ class Registry {
   void add_self(SelfCounter counter, std::string_view label = {}, std::uint64_t n = 1);
   void set_self(SelfGauge gauge, double value);
 
-  // Adds every count of `other` into this one (parallel replay); build info by order.
+  // Adds every count of `other` into this one (parallel replay); build info by order. `other` is
+  // taken to have read the input after this one: a series it counted takes its exemplar (or its
+  // lack of one), so merging ranges in input order keeps the latest event's.
   void merge(const Registry& other);
 
   Snapshot snapshot() const;
 
   // The state to persist across a restart: every counter series (the CP's families and the
-  // exporter's own counters; not the gauges, not nixfleet_cp_build_info) with its value and
-  // created time, sorted by family then label values.
+  // exporter's own counters; not the gauges, not nixfleet_cp_build_info) with its value,
+  // created time and exemplar, sorted by family then label values.
   std::vector<CounterState> export_counters() const;
   // The build info learned from the log, if any (the flag overrides are configuration, not state).
   std::optional<BuildInfoState> export_build_info() const;
   // Sets the counters to saved values (a restart; meant for a fresh registry, before any line).
-  // Each saved series is set, not added to, with its saved created time; series not in the list
+  // Each saved series is set, not added to, with its saved created time and exemplar (a saved
+  // exemplar record() would not have made is left out, not counted); series not in the list
   // keep theirs. A saved series is not restored when its family is unknown, its label names are
   // not the family's (in any order), a label value is empty, or its value is negative or not a
   // number; and when it is a new label set beyond the family's series cap, in which case its value

@@ -2,8 +2,11 @@
 // renders. Plain values, safe to pass between threads.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "exporter/exemplar.h"
 
 namespace nle {
 
@@ -13,6 +16,8 @@ struct Series {
   std::vector<std::string> label_values;  // same order as Family::label_names, valid UTF-8
   double value = 0;
   double created = 0;  // counters: Unix seconds the series began (OpenMetrics `_created`)
+  // The CP's counters: the latest event counted, if it can be named (OpenMetrics pages only).
+  std::optional<Exemplar> exemplar = std::nullopt;
 };
 
 struct Family {

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 namespace nle {
@@ -19,8 +20,15 @@ std::string_view event_kind_name(EventKind kind);
 struct Event {
   EventKind kind = EventKind::runtime_gate_error;
   std::string_view control_id;  // compliance_failure: the control, "unknown" when the line has none
-  std::string_view host;        // compliance_failure: the reporting host, "unknown" when absent
+  // compliance_failure: the reporting host, "unknown" when absent (a label). gate_block: the
+  // line's `hostname` (else `host`) field, empty when it has none (an exemplar, never a label).
+  std::string_view host;
   std::string_view gate;        // gate_block: the gate kind
+  // What names this one event for an exemplar (exporter/exemplar.h); found only on lines that count.
+  std::string_view event_id;    // reports: the CP's `event_id`, empty when the line has none
+  // When it was logged, in Unix microseconds: the CP line's own time, else (a journald record
+  // whose line has none) the record's __REALTIME_TIMESTAMP; nullopt when there is neither.
+  std::optional<std::int64_t> log_time_micros;
 };
 
 // `version` / `git_commit` fields seen on a CP line (a startup line, say). A field the line

@@ -104,6 +104,7 @@ error_code read_report(od::object object, EventFields& f, Arena& arena) {
   if (!f.report_control_id) {
     f.report_control_id = report.control_id ? report.control_id : report.details_control_id;
   }
+  if (!f.report_event_id) f.report_event_id = report.event_id;
   return simdjson::SUCCESS;
 }
 
@@ -116,6 +117,8 @@ error_code read_event_field(std::string_view key, od::value value, EventFields& 
   if (key == "gate") return scalar_text(value, arena, f.gate);
   if (key == "version") return scalar_text(value, arena, f.version);
   if (key == "git_commit") return scalar_text(value, arena, f.git_commit);
+  if (key == "event_id") return scalar_text(value, arena, f.event_id);
+  if (key == "host") return scalar_text(value, arena, f.host);
   if (key == "details") {
     bool is_object = false;
     if (error_code e = string_or_json(value, arena, f.details_json, is_object)) return e;

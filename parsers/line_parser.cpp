@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "parsers/shapes.h"
+#include "parsers/timestamp.h"
 
 namespace nle {
 namespace {
@@ -124,6 +125,10 @@ struct LineParser::Impl {
   std::string held;
   bool holding = false;
   static constexpr std::size_t kMaxHeldBytes = 1 << 20;
+  // The held record's time when its own text has none: the journald record it came in.
+  std::optional<LogTimeMicros> held_fallback_time;
+  // The journald record whose MESSAGE is being read, for its __REALTIME_TIMESTAMP; else empty.
+  std::string_view journald_record;
 
   explicit Impl(InputFormat f) : format(f) {}
 
@@ -138,12 +143,28 @@ struct LineParser::Impl {
     read_text_record(arena.put(held));
   }
 
+  std::optional<LogTimeMicros> journald_record_time() const {
+    return journald_record.empty() ? std::nullopt : line_timestamp(journald_record);
+  }
+
+  // Gives the events classify() added since `first` the time `line` was logged, else `fallback`'s.
+  // Only lines that count get here, so the timestamp costs nothing on the others.
+  template <class Fallback>
+  void stamp_log_time(std::size_t first, std::string_view line, Fallback&& fallback) {
+    if (out.events.size() == first) return;
+    std::optional<LogTimeMicros> time = line_timestamp(line);
+    if (!time) time = fallback();
+    for (std::size_t i = first; i < out.events.size(); ++i) out.events[i].log_time_micros = time;
+  }
+
   // A whole text record (its continuation lines joined with "\n").
   void read_text_record(std::string_view text) {
     text_fields = {};
     if (parsers::read_text_line(text, text_fields, arena) == ShapeStatus::fields) {
       json.resolve_nested_json(text_fields, arena);
+      const std::size_t first = out.events.size();
       parsers::classify(text_fields, out);
+      stamp_log_time(first, text, [&] { return held_fallback_time; });
     } else if (has_event_message(text)) {
       skip(SkipReason::unrecognised);
     }
@@ -179,6 +200,8 @@ struct LineParser::Impl {
       if (!may_be_relevant(text)) return;
       held.assign(text);
       holding = true;
+      held_fallback_time.reset();
+      if (inside_journald && !line_timestamp(text)) held_fallback_time = journald_record_time();
     } else if (holding) {
       if (held.size() + 1 + text.size() <= kMaxHeldBytes) {
         held += '\n';
@@ -206,9 +229,11 @@ struct LineParser::Impl {
       }
       out.journal_cursor = json_line.cursor;
       if (json_line.message_elided) skip(SkipReason::message_elided);
+      journald_record = line;
       for (std::string_view message : json_line.messages) {
         if (holding || may_be_relevant(message)) read_cp_line(message, true);
       }
+      journald_record = {};
       return;
     }
     complete_held();  // a tracing JSON line is a record of its own
@@ -216,7 +241,9 @@ struct LineParser::Impl {
       if (has_event_message(line)) skip(SkipReason::unrecognised);
       return;
     }
+    const std::size_t first = out.events.size();
     parsers::classify(json_line.fields, out);
+    stamp_log_time(first, line, [&] { return journald_record_time(); });
   }
 
   void begin() {
@@ -304,11 +331,12 @@ char* Arena::reserve(std::size_t size) {
 
 namespace {
 
-std::string_view first_present(std::initializer_list<const std::optional<std::string_view>*> candidates) {
+std::string_view first_present(std::initializer_list<const std::optional<std::string_view>*> candidates,
+                               std::string_view otherwise = "unknown") {
   for (const auto* c : candidates) {
     if (c->has_value() && !(*c)->empty()) return **c;
   }
-  return "unknown";
+  return otherwise;
 }
 
 }  // namespace
@@ -326,16 +354,19 @@ void classify(const EventFields& f, LineOutput& out) {
       e.kind = EventKind::compliance_failure;
       e.control_id = first_present({&f.control_id, &f.details_control_id, &f.report_control_id});
       e.host = first_present({&f.hostname, &f.details_hostname, &f.report_hostname});
+      e.event_id = first_present({&f.event_id, &f.report_event_id}, {});
       out.events.push_back(e);
     } else if (*event == "runtime-gate-error" || *event == "RuntimeGateError") {
       Event e;
       e.kind = EventKind::runtime_gate_error;
+      e.event_id = first_present({&f.event_id, &f.report_event_id}, {});
       out.events.push_back(e);
     }
   } else if (*f.message == kGateHeld) {
     Event e;
     e.kind = EventKind::gate_block;
     e.gate = first_present({&f.gate});
+    e.host = first_present({&f.hostname, &f.host}, {});
     out.events.push_back(e);
   }
 }

@@ -39,6 +39,8 @@ struct EventFields {
   std::optional<std::string_view> gate;
   std::optional<std::string_view> version;
   std::optional<std::string_view> git_commit;
+  std::optional<std::string_view> event_id;  // exemplars only: never decides what counts
+  std::optional<std::string_view> host;      // a GateBlock line's host when it has no `hostname`
   // The agent's wire shape: `"details":{"control_id":...}`, and a whole report logged as one
   // field (`report={"event":...,"details":{...}}`). Used only where the flat fields are missing.
   std::optional<std::string_view> details_control_id;
@@ -46,6 +48,7 @@ struct EventFields {
   std::optional<std::string_view> report_event;
   std::optional<std::string_view> report_hostname;
   std::optional<std::string_view> report_control_id;
+  std::optional<std::string_view> report_event_id;
   // JSON text still to be read into the slots above (a text line's `details={...}`, or a JSON
   // string holding JSON); resolve_nested_json() fills them.
   std::optional<std::string_view> details_json;

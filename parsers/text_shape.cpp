@@ -11,7 +11,7 @@
 //   text ("error=...: dispatch: held by fleet-level gate") is not the line's message.
 // - Display values are unquoted and may contain spaces, so a value ends only where the next
 //   field name follows (` name=`, a Rust identifier), not at a space. Values of fields that are
-//   identifiers (event, gate, version, git_commit) end at the first space.
+//   identifiers (event, gate, version, git_commit, event_id) end at the first space.
 // - Debug values are quoted Rust strings and are decoded, so quotes and `k=v` inside them are
 //   inert. The first occurrence of a field wins: later ones are inside free text.
 
@@ -159,7 +159,7 @@ std::size_t json_object_end(std::string_view s, std::size_t start) {
 }
 
 bool is_identifier_valued(std::string_view name) {
-  return name == "event" || name == "gate" || name == "version" || name == "git_commit";
+  return name == "event" || name == "gate" || name == "version" || name == "git_commit" || name == "event_id";
 }
 
 void assign(EventFields& f, std::string_view name, std::string_view value, bool is_json_object) {
@@ -172,6 +172,8 @@ void assign(EventFields& f, std::string_view name, std::string_view value, bool 
   else if (name == "gate") set(f.gate);
   else if (name == "version") set(f.version);
   else if (name == "git_commit") set(f.git_commit);
+  else if (name == "event_id") set(f.event_id);
+  else if (name == "host") set(f.host);
   else if (name == "details" && is_json_object) set(f.details_json);
   else if (name == "report" && is_json_object) set(f.report_json);
 }

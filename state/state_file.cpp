@@ -175,6 +175,21 @@ void append_counter(std::string& out, const CounterState& counter) {
   append_count(out, counter.value);
   out += ", \"created\": ";
   append_double(out, counter.created);
+  if (counter.exemplar) {
+    out += ", \"exemplar\": {\"labels\": {";
+    append_json_string(out, counter.exemplar->label_name);
+    out += ": ";
+    append_json_string(out, counter.exemplar->label_value);
+    out += "}, \"timestamp_micros\": ";
+    if (counter.exemplar->timestamp_micros) {
+      char buffer[24];
+      const auto result = std::to_chars(buffer, buffer + sizeof buffer, *counter.exemplar->timestamp_micros);
+      out.append(buffer, result.ptr);
+    } else {
+      out += "null";
+    }
+    out += '}';
+  }
   out += '}';
 }
 
@@ -265,6 +280,14 @@ class Reader {
       return true;
     }
     return wrong_type(where, "a non-negative integer", element);
+  }
+  bool as_int(dom::element element, std::string_view where, std::int64_t& out) {
+    const dom::element_type type = element.type();
+    if ((type == dom::element_type::INT64 || type == dom::element_type::UINT64) &&
+        element.get_int64().get(out) == simdjson::SUCCESS) {
+      return true;
+    }
+    return wrong_type(where, "an integer", element);
   }
   bool as_double(dom::element element, std::string_view where, double& out) {
     if (element.get_double().get(out) == simdjson::SUCCESS) return true;
@@ -368,6 +391,28 @@ bool read_file_position(Reader& reader, dom::element element, const std::string&
   return true;
 }
 
+// {"labels": {"event_id": "..."}, "timestamp_micros": 1795162652411481 or null}: one label.
+bool read_exemplar(Reader& reader, dom::element element, const std::string& where, Exemplar& exemplar) {
+  dom::object object;
+  dom::element labels_element;
+  dom::object labels;
+  dom::element time;
+  const std::string labels_at = Reader::path(where, "labels");
+  const std::string time_at = Reader::path(where, "timestamp_micros");
+  if (!reader.as_object(element, where, object) || !reader.member(object, labels_at, "labels", labels_element) ||
+      !reader.as_object(labels_element, labels_at, labels)) {
+    return false;
+  }
+  if (labels.size() != 1) return reader.fail(labels_at, "expected exactly one label");
+  for (const dom::key_value_pair label : labels) {
+    exemplar.label_name.assign(label.key);
+    if (!reader.as_string(label.value, Reader::path(labels_at, label.key), exemplar.label_value)) return false;
+  }
+  if (!reader.member(object, time_at, "timestamp_micros", time)) return false;
+  if (time.is_null()) return true;
+  return reader.as_int(time, time_at, exemplar.timestamp_micros.emplace());
+}
+
 bool read_counter(Reader& reader, dom::element element, const std::string& where, CounterState& counter) {
   dom::object object;
   dom::element labels_element;
@@ -392,7 +437,12 @@ bool read_counter(Reader& reader, dom::element element, const std::string& where
   }
   if (!reader.member(object, value_at, "value", number) || !reader.as_uint(number, value_at, value)) return false;
   counter.value = static_cast<double>(value);
-  return reader.member(object, created_at, "created", number) && reader.as_double(number, created_at, counter.created);
+  if (!reader.member(object, created_at, "created", number) || !reader.as_double(number, created_at, counter.created)) {
+    return false;
+  }
+  dom::element exemplar;
+  if (object.at_key("exemplar").get(exemplar) != simdjson::SUCCESS) return true;  // optional
+  return read_exemplar(reader, exemplar, Reader::path(where, "exemplar"), counter.exemplar.emplace());
 }
 
 bool read_state(Reader& reader, dom::element root, ExporterState& state) {
@@ -409,9 +459,9 @@ bool read_state(Reader& reader, dom::element root, ExporterState& state) {
   }
   std::uint64_t version = 0;
   if (!reader.uint_member(object, "", "version", version)) return false;
-  if (version != kStateVersion) {
+  if (version < kOldestStateVersion || version > kStateVersion) {
     return reader.fail_whole("unsupported state file version " + std::to_string(version) + " (this exporter reads " +
-                             std::to_string(kStateVersion) + ")");
+                             std::to_string(kOldestStateVersion) + " to " + std::to_string(kStateVersion) + ")");
   }
 
   std::string written_at;

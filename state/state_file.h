@@ -2,12 +2,12 @@
 // cursors, counter series, the learned build info), its JSON format, and writing it atomically.
 // Knows nothing of parsing, HTTP or following: it stores plain values the caller gathered.
 //
-// The format (version 1): one JSON object, UTF-8, one file position or counter series per line
+// The format (version 2): one JSON object, UTF-8, one file position or counter series per line
 // so that two state files diff well:
 //
 //   {
 //     "format": "nixfleet-log-exporter-state",
-//     "version": 1,
+//     "version": 2,
 //     "written_at": "2024-05-01T12:00:00Z",
 //     "exporter_version": "0.1.0 (c20df8e1a2b3)",
 //     "journal_cursor": "s=6b1c;i=2a",
@@ -19,6 +19,9 @@
 //       {"path_hex": "2f7661722f6c6f672f636166e92e6c6f672e31", "device": 2049, ...}
 //     ],
 //     "counters": [
+//       {"family": "nixfleet_compliance_failure_events", "labels": {"control_id": "CIS-5.2.1",
+//        "host": "web-07"}, "value": 3, "created": 1714564800.25, "exemplar": {"labels":
+//        {"event_id": "3b0f..."}, "timestamp_micros": 1795162652411481}},
 //       {"family": "nixfleet_gate_block", "labels": {"gate": "host-edge"}, "value": 3,
 //        "created": 1714564800.25},
 //       {"family": "nixfleet_log_exporter_lines_read", "labels": {}, "value": 9, "created": 1714564800.25}
@@ -26,7 +29,11 @@
 //   }
 //
 // * "format" and "version" are checked first: another format or version is refused by name, before
-//   anything else is looked at, so a future layout never half-loads.
+//   anything else is looked at, so a future layout never half-loads. Version 1 (no exemplars) is
+//   still read; what is written is version 2.
+// * A counter's "exemplar" (version 2) is optional: present when the series served one. Its
+//   "labels" hold exactly one label; "timestamp_micros" is an integer (Unix microseconds, the
+//   event's log time) or null (the log line had none).
 // * Byte strings (file paths, journal cursors) are not necessarily UTF-8, and JSON text must be.
 //   Each is written as "NAME": "text" when it is valid UTF-8 and as "NAME_hex": "2f7661..."
 //   (lower-case hex of the bytes) when it is not; a reader takes exactly one of the two.
@@ -62,7 +69,8 @@
 namespace nle {
 
 inline constexpr std::string_view kStateFormat = "nixfleet-log-exporter-state";
-inline constexpr std::uint64_t kStateVersion = 1;
+inline constexpr std::uint64_t kStateVersion = 2;        // what is written
+inline constexpr std::uint64_t kOldestStateVersion = 1;  // the oldest still read
 
 struct ExporterState {
   std::vector<FilePosition> files;  // one per followed path (source/follower.h)
@@ -84,7 +92,7 @@ std::string serialize_state(const ExporterState& state);
 
 // Reads serialize_state's output back. Pure. On failure returns nullopt and sets `error` to one
 // line saying what is wrong and where ("counters[3].value: expected a non-negative integer"),
-// e.g. "unsupported state file version 2 (this exporter reads 1)" or, for a truncated or corrupt
+// e.g. "unsupported state file version 3 (this exporter reads 1 to 2)" or, for a truncated or corrupt
 // file, "not valid JSON (truncated or corrupt?): ...".
 std::optional<ExporterState> parse_state(std::string_view text, std::string& error);
 

@@ -17,6 +17,7 @@
 #include <locale>
 #include <map>
 #include <new>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -1291,4 +1292,239 @@ TEST_CASE("unread bytes: one series per file up to the cap, the rest summed unde
   for (std::size_t i = 1; i < unread->series.size(); ++i) {
     CHECK(unread->series[i - 1].label_values < unread->series[i].label_values);
   }
+}
+
+// ---- exemplars -------------------------------------------------------------------------------
+
+namespace {
+
+constexpr std::int64_t kLoggedAt = 1795162652411481;  // 2026-11-20T08:17:32.411481Z
+
+Event report(Event event, std::string_view event_id, std::optional<std::int64_t> logged_at = kLoggedAt) {
+  event.event_id = event_id;
+  event.log_time_micros = logged_at;
+  return event;
+}
+
+Event gate_block_on(std::string_view gate, std::string_view host, std::optional<std::int64_t> logged_at = kLoggedAt) {
+  Event event = gate_block(gate);
+  event.host = host;
+  event.log_time_micros = logged_at;
+  return event;
+}
+
+// The exemplar of one series, or nullopt (also when the series does not exist).
+std::optional<nle::Exemplar> exemplar_of(const Snapshot& snapshot, std::string_view family_name,
+                                         const std::vector<std::string>& labels = {}) {
+  const Family* family = find_family(snapshot, family_name);
+  const Series* series = family == nullptr ? nullptr : find_series(*family, labels);
+  return series == nullptr ? std::nullopt : series->exemplar;
+}
+
+std::optional<std::string> exemplar_name(const Registry& registry, std::string_view family_name,
+                                         const std::vector<std::string>& labels = {}) {
+  const std::optional<nle::Exemplar> exemplar = exemplar_of(registry.snapshot(), family_name, labels);
+  return exemplar ? std::optional<std::string>(exemplar->label_value) : std::nullopt;
+}
+
+double exemplars_dropped(const Registry& registry, std::string_view family_public_name) {
+  return value_of(registry.snapshot(), "nixfleet_log_exporter_exemplars_dropped", {std::string(family_public_name)});
+}
+
+std::string repeated(std::string_view piece, std::size_t times) {
+  std::string out;
+  for (std::size_t i = 0; i < times; ++i) out += piece;
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("an OpenMetrics counter sample carries its exemplar after the value; _created and text 0.0.4 never do") {
+  Family family = one_counter("nixfleet_compliance_failure_events", {"control_id", "host"}, {"CIS-5.2.1", "web-07"},
+                              3, 1700000000);
+  family.series[0].exemplar = nle::Exemplar{"event_id", "3b0f5c2e-1d1a-4a7c-9a51-0c7f3d1e2b44", kLoggedAt};
+  const Snapshot snapshot = {family};
+  CHECK(render_openmetrics(snapshot, true) ==
+        "# HELP nixfleet_compliance_failure_events Help.\n"
+        "# TYPE nixfleet_compliance_failure_events counter\n"
+        "nixfleet_compliance_failure_events_total{control_id=\"CIS-5.2.1\",host=\"web-07\"} 3 "
+        "# {event_id=\"3b0f5c2e-1d1a-4a7c-9a51-0c7f3d1e2b44\"} 1 1795162652.411481\n"
+        "nixfleet_compliance_failure_events_created{control_id=\"CIS-5.2.1\",host=\"web-07\"} 1700000000\n"
+        "# EOF\n");
+  Snapshot without = snapshot;
+  without[0].series[0].exemplar.reset();
+  CHECK(render_prometheus(snapshot) == render_prometheus(without));
+  CHECK(render_prometheus(snapshot).find('#', 1) == render_prometheus(snapshot).find("# TYPE"));
+}
+
+TEST_CASE("an exemplar without a log time has no timestamp, and its label value is escaped") {
+  Family family = one_counter("nixfleet_gate_block", {"gate"}, {"host-edge"}, 1);
+  family.series[0].exemplar = nle::Exemplar{"host", "db \"1\"\\\nx\xFF", std::nullopt};
+  CHECK(render_openmetrics({family}, false) ==
+        "# HELP nixfleet_gate_block Help.\n"
+        "# TYPE nixfleet_gate_block counter\n"
+        "nixfleet_gate_block_total{gate=\"host-edge\"} 1 # {host=\"db \\\"1\\\"\\\\\\nx\xEF\xBF\xBD\"} 1\n"
+        "# EOF\n");
+}
+
+TEST_CASE("each CP series keeps the exemplar of the last event counted in it, in input order, not log time") {
+  Registry registry;
+  registry.record(report(compliance("CIS-1", "web-07"), "first", kLoggedAt));
+  registry.record(report(compliance("CIS-1", "web-07"), "second", kLoggedAt - 60'000'000));  // logged earlier
+  registry.record(report(compliance("CIS-2", "web-07"), "other series", kLoggedAt));
+  registry.record(report(runtime_gate_error(), "rge-1"));
+  registry.record(gate_block_on("host-edge", "web-09"));
+  const Snapshot snapshot = registry.snapshot();
+  CHECK(exemplar_of(snapshot, "nixfleet_compliance_failure_events", {"CIS-1", "web-07"}) ==
+        nle::Exemplar{"event_id", "second", kLoggedAt - 60'000'000});
+  CHECK(exemplar_of(snapshot, "nixfleet_compliance_failure_events", {"CIS-2", "web-07"})->label_value ==
+        "other series");
+  CHECK(exemplar_of(snapshot, "nixfleet_runtime_gate_error_events") == nle::Exemplar{"event_id", "rge-1", kLoggedAt});
+  CHECK(exemplar_of(snapshot, "nixfleet_gate_block", {"host-edge"}) == nle::Exemplar{"host", "web-09", kLoggedAt});
+  CHECK_FALSE(exemplar_of(snapshot, "nixfleet_gate_block", {"quarantine"}));  // never counted
+  // The exporter's own counters have none.
+  CHECK_FALSE(exemplar_of(snapshot, "nixfleet_log_exporter_events", {"compliance_failure"}));
+}
+
+TEST_CASE("an event that names nothing leaves its series without an exemplar, and is not counted as dropped") {
+  Registry registry;
+  registry.record(report(compliance("CIS-1", "web-07"), "old"));
+  registry.record(report(compliance("CIS-1", "web-07"), ""));  // a report without event_id
+  registry.record(gate_block_on("host-edge", "web-09"));
+  registry.record(gate_block_on("host-edge", ""));  // the usual gate block line: no host field
+  CHECK_FALSE(exemplar_name(registry, "nixfleet_compliance_failure_events", {"CIS-1", "web-07"}));
+  CHECK_FALSE(exemplar_name(registry, "nixfleet_gate_block", {"host-edge"}));
+  CHECK(find_family(registry.snapshot(), "nixfleet_log_exporter_exemplars_dropped") == nullptr);
+}
+
+TEST_CASE("an exemplar label set of 128 code points is kept, one of 129 is dropped and counted") {
+  // `event_id` is 8 code points and `host` 4: the values get 120 and 124.
+  struct Case {
+    std::string_view what;
+    std::string piece;  // one code point
+  };
+  for (const Case& c : {Case{"ASCII", "a"}, Case{"two-byte", "\xC3\xA9"}, Case{"three-byte", "\xE6\x97\xA5"},
+                        Case{"four-byte", "\xF0\x9F\x98\x80"}, Case{"an invalid byte, one U+FFFD", "\xFF"}}) {
+    INFO(c.what);
+    Registry registry;
+    registry.record(report(compliance("CIS-1", "web-07"), repeated(c.piece, 120)));
+    CHECK(nle::utf8_code_points(*exemplar_name(registry, "nixfleet_compliance_failure_events", {"CIS-1", "web-07"})) ==
+          120);
+    registry.record(report(compliance("CIS-1", "web-07"), repeated(c.piece, 121)));
+    // The older exemplar would name the wrong event: the series has none now.
+    CHECK_FALSE(exemplar_name(registry, "nixfleet_compliance_failure_events", {"CIS-1", "web-07"}));
+    CHECK(exemplars_dropped(registry, "nixfleet_compliance_failure_events_total") == 1);
+    CHECK(value_of(registry.snapshot(), "nixfleet_compliance_failure_events", {"CIS-1", "web-07"}) == 2);
+
+    registry.record(gate_block_on("host-edge", repeated(c.piece, 124)));
+    CHECK(exemplar_name(registry, "nixfleet_gate_block", {"host-edge"}));
+    registry.record(gate_block_on("host-edge", repeated(c.piece, 125)));
+    CHECK_FALSE(exemplar_name(registry, "nixfleet_gate_block", {"host-edge"}));
+    registry.record(report(runtime_gate_error(), repeated(c.piece, 121)));
+    registry.record(report(runtime_gate_error(), repeated(c.piece, 500)));
+    CHECK(exemplars_dropped(registry, "nixfleet_gate_block_total") == 1);
+    CHECK(exemplars_dropped(registry, "nixfleet_runtime_gate_error_events_total") == 2);
+    // Once per event, whatever the scrapes: a snapshot does not count again.
+    CHECK(exemplars_dropped(registry, "nixfleet_runtime_gate_error_events_total") == 2);
+    // A later event that fits names its series again.
+    registry.record(report(compliance("CIS-1", "web-07"), "short"));
+    CHECK(exemplar_name(registry, "nixfleet_compliance_failure_events", {"CIS-1", "web-07"}) == "short");
+  }
+}
+
+TEST_CASE("code points: one per character, one per invalid sequence") {
+  CHECK(nle::utf8_code_points("") == 0);
+  CHECK(nle::utf8_code_points("web-07") == 6);
+  CHECK(nle::utf8_code_points("m\xC3\xBCnchen-\xE6\x97\xA5-\xF0\x9F\x98\x80") == 11);
+  CHECK(nle::utf8_code_points("a\xFF\xFE" "b\xE6\x97") == 5);  // \xE6\x97: one truncated sequence
+  CHECK(nle::exemplar_label_fits("event_id", repeated("\xF0\x9F\x98\x80", 120)));
+  CHECK_FALSE(nle::exemplar_label_fits("event_id", repeated("a", 121)));
+}
+
+TEST_CASE("exemplars_dropped is on no page until its first count, so text pages stay as they were") {
+  Registry plain;
+  Registry named;
+  for (Registry* registry : {&plain, &named}) {
+    const bool name = registry == &named;
+    registry->record(report(compliance("CIS-1", "web-07"), name ? "3b0f" : ""));
+    registry->record(report(runtime_gate_error(), name ? "rge" : ""));
+    registry->record(gate_block_on("host-edge", name ? "web-09" : ""));
+  }
+  CHECK(render_prometheus(plain.snapshot()) == render_prometheus(named.snapshot()));
+  CHECK(render_prometheus(plain.snapshot()).find("exemplars_dropped") == std::string::npos);
+  CHECK(render_openmetrics(named.snapshot(), true).find("exemplars_dropped") == std::string::npos);
+  named.record(report(runtime_gate_error(), repeated("x", 200)));
+  const std::string page = render_prometheus(named.snapshot());
+  CHECK(page.find("# TYPE nixfleet_log_exporter_exemplars_dropped_total counter\n"
+                  "nixfleet_log_exporter_exemplars_dropped_total{family=\"nixfleet_runtime_gate_error_events_total\"} "
+                  "1\n") != std::string::npos);
+}
+
+TEST_CASE("merge: a series the later registry counted takes its exemplar or its lack of one") {
+  Registry first;
+  first.record(report(compliance("CIS-1", "web-07"), "first-1"));
+  first.record(report(compliance("CIS-2", "web-07"), "first-2"));
+  first.record(report(compliance("CIS-3", "web-07"), "first-3"));
+  first.record(gate_block_on("host-edge", "web-09"));
+  Registry second;
+  second.record(report(compliance("CIS-1", "web-07"), "second-1"));
+  second.record(report(compliance("CIS-2", "web-07"), ""));  // counted, names nothing
+  second.record(report(compliance("CIS-4", "web-07"), "second-4"));
+  second.record(report(runtime_gate_error(), repeated("y", 121)));  // counted, dropped
+  first.merge(second);
+  CHECK(exemplar_name(first, "nixfleet_compliance_failure_events", {"CIS-1", "web-07"}) == "second-1");
+  CHECK_FALSE(exemplar_name(first, "nixfleet_compliance_failure_events", {"CIS-2", "web-07"}));
+  CHECK(exemplar_name(first, "nixfleet_compliance_failure_events", {"CIS-3", "web-07"}) == "first-3");
+  CHECK(exemplar_name(first, "nixfleet_compliance_failure_events", {"CIS-4", "web-07"}) == "second-4");
+  // The preset series exist at 0 in `second` too: not counted there, so `first`'s stays.
+  CHECK(exemplar_name(first, "nixfleet_gate_block", {"host-edge"}) == "web-09");
+  CHECK_FALSE(exemplar_name(first, "nixfleet_runtime_gate_error_events"));
+  CHECK(exemplars_dropped(first, "nixfleet_runtime_gate_error_events_total") == 1);
+}
+
+TEST_CASE("merging ranges in input order gives the exemplars of reading the input in one piece") {
+  struct Logged {
+    std::string control_id, host, event_id;
+  };
+  std::vector<Logged> lines;
+  for (int i = 0; i < 200; ++i) {
+    lines.push_back({i % 7 == 0 ? "CIS-1" : "CIS-2", "web-0" + std::to_string(i % 3),
+                     i % 11 == 0 ? "" : "id-" + std::to_string(i)});
+  }
+  Registry whole;
+  std::vector<Registry> ranges(4);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const Event event = report(compliance(lines[i].control_id, lines[i].host), lines[i].event_id,
+                               kLoggedAt + static_cast<std::int64_t>(i));
+    whole.record(event);
+    ranges[i * ranges.size() / lines.size()].record(event);
+  }
+  Registry merged;
+  for (const Registry& range : ranges) merged.merge(range);
+  const Snapshot expected_snapshot = whole.snapshot();
+  const Snapshot snapshot = merged.snapshot();
+  const Family* expected = find_family(expected_snapshot, "nixfleet_compliance_failure_events");
+  const Family* got = find_family(snapshot, "nixfleet_compliance_failure_events");
+  REQUIRE(got->series.size() == expected->series.size());
+  for (std::size_t i = 0; i < got->series.size(); ++i) {
+    CHECK(got->series[i].value == expected->series[i].value);
+    CHECK(got->series[i].exemplar == expected->series[i].exemplar);
+  }
+  CHECK(got->series.size() == 6);
+}
+
+TEST_CASE("recording with exemplars into an existing series does not allocate") {
+  Registry registry;
+  const std::string long_id(120, 'x');  // beyond the small-string buffer
+  const std::vector<Event> events = {report(compliance("CIS-5.2.1", "web-07"), long_id),
+                                     report(compliance("CIS-5.2.1", "web-07"), "3b0f5c2e"),
+                                     report(runtime_gate_error(), long_id), gate_block_on("host-edge", "web-09"),
+                                     report(compliance("CIS-1", "web-07"), std::string(121, 'y'))};
+  for (const Event& event : events) registry.record(event);  // warm-up: series, exemplars, buffers
+  const std::uint64_t before = g_allocations.load();
+  for (int round = 0; round < 1000; ++round) {
+    for (const Event& event : events) registry.record(event);
+  }
+  CHECK(g_allocations.load() - before == 0);
+  CHECK(exemplar_name(registry, "nixfleet_compliance_failure_events", {"CIS-5.2.1", "web-07"}) == "3b0f5c2e");
 }

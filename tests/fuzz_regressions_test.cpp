@@ -54,6 +54,16 @@ TEST_CASE("every kept fuzz input still holds its target's properties") {
   }
 }
 
+TEST_CASE("the exposition property holds on its bundled seeds, exemplars among them") {
+  int seeds = 0;
+  for (const auto& entry : fs::directory_iterator(fs::path(NLE_TESTDATA_DIR) / "fuzz-seeds" / "exposition")) {
+    INFO(entry.path());
+    check("exposition", read_file(entry.path()));
+    ++seeds;
+  }
+  CHECK(seeds >= 3);
+}
+
 TEST_CASE("the line parser properties hold on every bundled log, in every format") {
   int logs = 0;
   for (const char* dir : {"sample", "golden", "real"}) {
@@ -99,5 +109,27 @@ TEST_CASE("the strict exposition reader refuses what Prometheus would refuse") {
                                   error)
             .has_value());
   CHECK_FALSE(parse_exposition_strictly("# HELP a_total x\\\"y\n# TYPE a_total counter\n", ExpositionFormat::prometheus,
+                                        error));
+}
+
+TEST_CASE("the strict exposition reader takes exemplars only where OpenMetrics allows them") {
+  std::string error;
+  using nle::ExpositionFormat;
+  using nle::fuzz::parse_exposition_strictly;
+  const auto page = [](std::string_view sample) { return "# TYPE a counter\n" + std::string(sample) + "\n# EOF\n"; };
+  const auto parsed = parse_exposition_strictly(page("a_total 1 # {id=\"x\"} 1 17.5"), ExpositionFormat::openmetrics, error);
+  REQUIRE(parsed.has_value());
+  CHECK(parsed->at(0).exemplar == nle::fuzz::ParsedExemplar{{{"id", "x"}}, 1, "17.5"});
+  CHECK(parse_exposition_strictly(page("a_total 1 # {id=\"x\"} 1"), ExpositionFormat::openmetrics, error));
+  CHECK(parse_exposition_strictly(page("a_total 1 # {id=\"" + std::string(126, 'x') + "\"} 1"),
+                                  ExpositionFormat::openmetrics, error));
+  CHECK_FALSE(parse_exposition_strictly(page("a_total 1 # {id=\"" + std::string(127, 'x') + "\"} 1"),
+                                        ExpositionFormat::openmetrics, error));  // 129 code points
+  CHECK_FALSE(parse_exposition_strictly(page("a_created 1 # {id=\"x\"} 1"), ExpositionFormat::openmetrics, error));
+  CHECK_FALSE(parse_exposition_strictly(page("a_total 1 # {id=\"x\"}"), ExpositionFormat::openmetrics, error));
+  CHECK_FALSE(parse_exposition_strictly(page("a_total 1 # {id=\"x\"} 1 soon"), ExpositionFormat::openmetrics, error));
+  CHECK_FALSE(parse_exposition_strictly("# TYPE a gauge\na 1 # {id=\"x\"} 1\n# EOF\n", ExpositionFormat::openmetrics,
+                                        error));
+  CHECK_FALSE(parse_exposition_strictly("# TYPE a_total counter\na_total 1 # {id=\"x\"} 1\n", ExpositionFormat::prometheus,
                                         error));
 }

@@ -1,6 +1,8 @@
 // Parser rules, one case each: every shape of LOG-FORMAT.md, and every trap it warns about.
 #include <catch2/catch.hpp>
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -494,4 +496,124 @@ TEST_CASE("lines without a time give none") {
   CHECK_FALSE(nle::line_timestamp("2026-11-20T08:14"));
   CHECK_FALSE(nle::line_timestamp(R"({"timestamp":"yesterday"})"));
   CHECK_FALSE(nle::line_timestamp(R"({"__REALTIME_TIMESTAMP":"12x"})"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exemplar inputs: event_id, a gate block's host, and the event's log time
+
+namespace {
+
+// What names an event for an exemplar, copied out of the parser's scratch space.
+struct Named {
+  EventKind kind;
+  std::string event_id;
+  std::string host;
+  std::optional<std::int64_t> log_time_micros;
+  bool operator==(const Named&) const = default;
+};
+
+std::vector<Named> named_of_lines(std::initializer_list<std::string_view> lines,
+                                  InputFormat format = InputFormat::auto_detect) {
+  LineParser parser(format);
+  std::vector<Named> named;
+  const auto collect_named = [&](const nle::ParseResult& result) {
+    for (const nle::Event& e : result.events) {
+      named.push_back({e.kind, std::string(e.event_id), std::string(e.host), e.log_time_micros});
+    }
+  };
+  for (std::string_view line : lines) collect_named(parser.parse(line));
+  collect_named(parser.finish());
+  return named;
+}
+
+std::vector<Named> named_of(std::string_view line) { return named_of_lines({line}); }
+
+constexpr std::int64_t k081403 = 1795162443511203;  // 2026-11-20T08:14:03.511203Z
+const std::string kNamedText =
+    "2026-11-20T08:14:03.511203Z  INFO report: report received hostname=web-07 event=compliance-failure "
+    "control_id=CIS-5.2.1 event_id=3b0f5c2e-1d1a-4a7c-9a51-0c7f3d1e2b44 signature_status=Some(Verified)";
+
+}  // namespace
+
+TEST_CASE("a report's event_id and log time are read in every shape, identically") {
+  const Named expected{EventKind::compliance_failure, "3b0f5c2e-1d1a-4a7c-9a51-0c7f3d1e2b44", "web-07", k081403};
+  const std::string nested =
+      R"J({"timestamp":"2026-11-20T08:14:03.511203Z","level":"INFO","fields":{"message":"report received","hostname":"web-07","event":"compliance-failure","control_id":"CIS-5.2.1","event_id":"3b0f5c2e-1d1a-4a7c-9a51-0c7f3d1e2b44"},"target":"report"})J";
+  const std::string flattened =
+      R"J({"timestamp":"2026-11-20T08:14:03.511203Z","level":"INFO","message":"report received","hostname":"web-07","event":"compliance-failure","control_id":"CIS-5.2.1","event_id":"3b0f5c2e-1d1a-4a7c-9a51-0c7f3d1e2b44","target":"report"})J";
+  const std::string ansi =
+      "\x1b[2m2026-11-20T08:14:03.511203Z\x1b[0m \x1b[32m INFO\x1b[0m \x1b[2mreport\x1b[0m\x1b[2m:\x1b[0m report received "
+      "\x1b[3mhostname\x1b[0m\x1b[2m=\x1b[0mweb-07 \x1b[3mevent\x1b[0m\x1b[2m=\x1b[0mcompliance-failure "
+      "\x1b[3mevent_id\x1b[0m\x1b[2m=\x1b[0m3b0f5c2e-1d1a-4a7c-9a51-0c7f3d1e2b44 \x1b[3mcontrol_id\x1b[0m\x1b[2m=\x1b[0mCIS-5.2.1";
+  const std::string debug_quoted =
+      "2026-11-20T08:14:03.511203Z  INFO report: report received hostname=web-07 event=compliance-failure "
+      "event_id=\"3b0f5c2e-1d1a-4a7c-9a51-0c7f3d1e2b44\" control_id=CIS-5.2.1";
+  const std::string journald_record =  // the CP line's own time wins over the record's
+      R"J({"__CURSOR":"c","__REALTIME_TIMESTAMP":"1795162443999999","MESSAGE":)J" + json_string(kNamedText) + "}";
+  for (const std::string& line : {nested, flattened, kNamedText, ansi, debug_quoted, journald_record,
+                                  "Nov 20 08:14:03 cp-1 nixfleet-control-plane[812]: " + kNamedText}) {
+    INFO(line);
+    CHECK(named_of(line) == std::vector<Named>{expected});
+  }
+}
+
+TEST_CASE("a report without event_id names nothing; its runtime gate error and wire shapes do") {
+  CHECK(named_of("2026-11-20T08:14:03Z  INFO report: report received hostname=h event=compliance-failure control_id=C")
+            .at(0)
+            .event_id.empty());
+  CHECK(named_of(R"J({"fields":{"message":"report received","event":"runtime-gate-error","event_id":"rge-7"}})J").at(0) ==
+        Named{EventKind::runtime_gate_error, "rge-7", "", std::nullopt});
+  // A whole report logged as one field: its own event_id, where the line has none.
+  CHECK(named_of(R"J({"fields":{"message":"report received","report":"{\"event\":\"compliance-failure\",\"hostname\":\"h\",\"event_id\":\"in-report\",\"details\":{\"control_id\":\"C\"}}"}})J")
+            .at(0)
+            .event_id == "in-report");
+  // The identifier ends at the first space, like event and gate: free text after it is not part of it.
+  CHECK(named_of("2026-11-20T08:14:03Z  INFO report: report received event=runtime-gate-error event_id=abc trailing words")
+            .at(0)
+            .event_id == "abc");
+}
+
+TEST_CASE("a gate block names its host from hostname, else host, else nothing") {
+  CHECK(named_of("2026-11-20T08:14:03.511203Z  INFO dispatch: dispatch: held by fleet-level gate gate=host-edge "
+                 "hostname=web-09 rollout=r")
+            .at(0) == Named{EventKind::gate_block, "", "web-09", k081403});
+  CHECK(named_of(R"J({"timestamp":"2026-11-20T08:14:03.511203Z","fields":{"message":"dispatch: held by fleet-level gate","gate":"host-edge","host":"db 1"}})J")
+            .at(0)
+            .host == "db 1");
+  CHECK(named_of(R"J({"fields":{"message":"dispatch: held by fleet-level gate","gate":"host-edge","host":"b","hostname":"a"}})J")
+            .at(0)
+            .host == "a");
+  // The CP's usual gate block line carries no host at all: no exemplar, never "unknown".
+  CHECK(named_of("2026-11-20T08:14:03Z  INFO dispatch: dispatch: held by fleet-level gate gate=host-edge rollout=r")
+            .at(0)
+            .host.empty());
+}
+
+TEST_CASE("a journald record whose line has no time gives the record's __REALTIME_TIMESTAMP") {
+  const std::string untimed = " INFO report: report received hostname=h event=compliance-failure control_id=C event_id=e1";
+  CHECK(named_of(R"J({"__CURSOR":"c","__REALTIME_TIMESTAMP":"1795162443000007","MESSAGE":)J" + json_string(untimed) + "}")
+            .at(0)
+            .log_time_micros == 1795162443000007);
+  const std::string untimed_json = R"J({"fields":{"message":"report received","event":"runtime-gate-error","event_id":"e2"}})J";
+  CHECK(named_of(R"J({"__CURSOR":"c","__REALTIME_TIMESTAMP":"1795162443000008","MESSAGE":)J" + json_string(untimed_json) +
+                 "}")
+            .at(0)
+            .log_time_micros == 1795162443000008);
+  // Neither: the exemplar goes without a timestamp.
+  CHECK_FALSE(named_of(untimed).at(0).log_time_micros.has_value());
+}
+
+TEST_CASE("a record split over journald entries takes the time of the entry it began in") {
+  auto entry = [](std::string_view realtime, std::string_view message) {
+    return R"J({"__CURSOR":"c","__REALTIME_TIMESTAMP":")J" + std::string(realtime) + R"J(","MESSAGE":)J" +
+           json_string(message) + "}";
+  };
+  const std::string first = entry("1795162445000001", " INFO report: report received hostname=web-16 summary=failed:");
+  const std::string second = entry("1795162445000002", "- MaxAuthTries 10 event=compliance-failure event_id=e3 control_id=C");
+  const std::string next = entry("1795162446000003", " INFO http: request done status=200");
+  CHECK(named_of_lines({first, second, next}) ==
+        std::vector<Named>{{EventKind::compliance_failure, "e3", "web-16", 1795162445000001}});
+  // A timed line keeps its own time, whatever entry completes it.
+  const std::string timed = entry("1", "2026-11-20T08:14:03.511203Z  INFO report: report received hostname=web-16 x=y:");
+  CHECK(named_of_lines({timed, second, next}).at(0).log_time_micros == k081403);
 }

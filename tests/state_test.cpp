@@ -94,11 +94,14 @@ ExporterState full_state() {
                                         {"CIS \"5.2.1\" \\ a\nb\tc\x01",
                                          "h\xC3\xB4te-\xE6\x97\xA5\xE6\x9C\xAC-\xF0\x9F\x98\x80"},
                                         kTwoTo53Minus1,
-                                        1714564800.123456789});
-  state.counters.push_back(CounterState{"nixfleet_gate_block", {"gate"}, {"host-edge"}, 3, 0.1});
+                                        1714564800.123456789,
+                                        nle::Exemplar{"event_id", "3b0f-\"\xE6\x97\xA5\"\n", 1795162652411481}});
+  state.counters.push_back(CounterState{"nixfleet_gate_block", {"gate"}, {"host-edge"}, 3, 0.1,
+                                        nle::Exemplar{"host", "web-07", std::nullopt}});
   state.counters.push_back(CounterState{"nixfleet_log_exporter_bytes_read", {}, {}, 1e15, 5e-324});
   state.counters.push_back(CounterState{"nixfleet_log_exporter_lines_read", {}, {}, 12, 1.7976931348623157e308});
-  state.counters.push_back(CounterState{"nixfleet_runtime_gate_error_events", {}, {}, 0, 1714564800});
+  state.counters.push_back(CounterState{"nixfleet_runtime_gate_error_events", {}, {}, 0, 1714564800,
+                                        nle::Exemplar{"event_id", "before 1970", -1500000}});
   state.build_info = BuildInfoState{"1.4.2 \"rc\"", "9f1c2ab", 17};
   state.written_at = 1714564800;
   state.exporter_version = "0.1.0 (c20df8e1a2b3)";
@@ -176,11 +179,20 @@ RegistryOptions options_at(double now, std::size_t cap = 10000) {
 Registry busy_registry() {
   Registry registry(options_at(1000.25));
   registry.record(compliance("CIS-5.2.1", "web-07"));
-  registry.record(compliance("CIS-5.2.1", "web-07"));
+  // Exemplars: with and without a log time, and one dropped.
+  nle::Event named = compliance("CIS-5.2.1", "web-07");
+  named.event_id = "3b0f5c2e-1d1a-4a7c-9a51-0c7f3d1e2b44";
+  named.log_time_micros = 1795162652411481;
+  registry.record(named);
   registry.record(compliance("CIS \"1\" \\ \n", "h\xC3\xB4te"));
-  registry.record(gate_block("host-edge"));
+  nle::Event gate = gate_block("host-edge");
+  gate.host = "h\xC3\xB4te";
+  registry.record(gate);
   registry.record(gate_block("quorum-wait"));
-  registry.record(nle::Event{});
+  nle::Event too_long;  // a runtime gate error
+  static const std::string kTooLong(130, 'x');  // over the 128 code points with `event_id`
+  too_long.event_id = kTooLong;
+  registry.record(too_long);
   registry.add_lines_read(9, 900);
   registry.add_skipped(nle::SkipReason::invalid_json, 2);
   registry.add_self(nle::SelfCounter::rotations);
@@ -295,7 +307,7 @@ TEST_CASE("created times round-trip exactly as the shortest decimal") {
   const std::string text = nle::serialize_state(state);
   CHECK(text.find("\"created\": 0.1}") == std::string::npos);
   CHECK(parsed(text).counters == state.counters);
-  CHECK(nle::serialize_state(full_state()).find("\"created\": 1714564800.1234567}") != std::string::npos);
+  CHECK(nle::serialize_state(full_state()).find("\"created\": 1714564800.1234567, \"exemplar\"") != std::string::npos);
 }
 
 TEST_CASE("output is deterministic: counters sorted whatever order they come in") {
@@ -326,11 +338,64 @@ TEST_CASE("written_at is an ISO 8601 UTC time for humans") {
 // Refusals
 
 TEST_CASE("a state file of a future version is refused with a clear message") {
-  CHECK(parse_error(edited("\"version\": 1,", "\"version\": 2,")) ==
-        "unsupported state file version 2 (this exporter reads 1)");
+  CHECK(parse_error(edited("\"version\": 2,", "\"version\": 3,")) ==
+        "unsupported state file version 3 (this exporter reads 1 to 2)");
   // Checked before anything else: a future layout need not match ours at all.
-  CHECK(parse_error(R"({"format": "nixfleet-log-exporter-state", "version": 2, "files": 7})") ==
-        "unsupported state file version 2 (this exporter reads 1)");
+  CHECK(parse_error(R"({"format": "nixfleet-log-exporter-state", "version": 3, "files": 7})") ==
+        "unsupported state file version 3 (this exporter reads 1 to 2)");
+  CHECK(parse_error(edited("\"version\": 2,", "\"version\": 0,")) ==
+        "unsupported state file version 0 (this exporter reads 1 to 2)");
+}
+
+// What a version-1 exporter wrote (the layout before exemplars), byte for byte.
+constexpr std::string_view kVersion1File = R"STATE({
+  "format": "nixfleet-log-exporter-state",
+  "version": 1,
+  "written_at": "2024-05-01T12:00:00Z",
+  "exporter_version": "0.1.0 (ac5807c)",
+  "journal_cursor": "",
+  "stdin_journal_cursor": "",
+  "build_info": null,
+  "files": [
+    {"path": "/var/log/nixfleet/cp.log", "device": 2049, "inode": 131, "offset": 4096, "fingerprint": "cbf29ce484222325", "fingerprint_bytes": 4096}
+  ],
+  "counters": [
+    {"family": "nixfleet_compliance_failure_events", "labels": {"control_id": "CIS-5.2.1", "host": "web-07"}, "value": 3, "created": 1714564800.25},
+    {"family": "nixfleet_gate_block", "labels": {"gate": "host-edge"}, "value": 2, "created": 1714564800.25}
+  ]
+}
+)STATE";
+
+TEST_CASE("a version 1 state file, from before exemplars, still loads and restores its counts") {
+  const ExporterState state = parsed(kVersion1File);
+  REQUIRE(state.counters.size() == 2);
+  CHECK_FALSE(state.counters[0].exemplar.has_value());
+  CHECK(state.files.at(0).offset == 4096);
+  Registry registry(options_at(5000));
+  CHECK(registry.restore(state.counters, state.build_info) == 0);
+  const std::vector<CounterState> counters = registry.export_counters();
+  CHECK(find_counter(counters, "nixfleet_compliance_failure_events", {"CIS-5.2.1", "web-07"})->value == 3);
+  CHECK(find_counter(counters, "nixfleet_gate_block", {"host-edge"})->value == 2);
+  // Written back, it is version 2.
+  CHECK(nle::serialize_state(state).find("\"version\": 2,") != std::string::npos);
+}
+
+TEST_CASE("an exemplar is one line with its counter, its time an integer or null") {
+  const std::string text = nle::serialize_state(full_state());
+  CHECK(text.find("\"value\": 3, \"created\": 0.1, \"exemplar\": {\"labels\": {\"host\": \"web-07\"}, "
+                  "\"timestamp_micros\": null}}") != std::string::npos);
+  CHECK(text.find("\"exemplar\": {\"labels\": {\"event_id\": \"before 1970\"}, \"timestamp_micros\": -1500000}}") !=
+        std::string::npos);
+  CHECK(parse_error(edited("{\"host\": \"web-07\"}", "{\"host\": \"web-07\", \"gate\": \"x\"}")) ==
+        "counters[1].exemplar.labels: expected exactly one label");
+  CHECK(parse_error(edited("{\"host\": \"web-07\"}", "{}")) == "counters[1].exemplar.labels: expected exactly one label");
+  CHECK(parse_error(edited("\"timestamp_micros\": null", "\"timestamp_micros\": \"1\"")) ==
+        "counters[1].exemplar.timestamp_micros: expected an integer, got a string");
+  CHECK(parse_error(edited("\"timestamp_micros\": null", "\"timestamp_micros\": 1.5")) ==
+        "counters[1].exemplar.timestamp_micros: expected an integer, got a number with a fraction or exponent");
+  CHECK(parse_error(edited(", \"timestamp_micros\": null", "")) == "counters[1].exemplar.timestamp_micros: missing");
+  CHECK(parse_error(edited("{\"host\": \"web-07\"}", "{\"host\": 7}")) ==
+        "counters[1].exemplar.labels.host: expected a string, got an integer");
 }
 
 TEST_CASE("a JSON file of another format is refused") {
@@ -341,7 +406,7 @@ TEST_CASE("a JSON file of another format is refused") {
 
 TEST_CASE("corrupt JSON is refused") {
   CHECK(parse_error(edited("\"files\": [", "\"files\": [,")).find("not valid JSON") == 0);
-  CHECK(parse_error(edited("\"version\": 1,", "\"version\": 1,,")).find("not valid JSON") == 0);
+  CHECK(parse_error(edited("\"version\": 2,", "\"version\": 2,,")).find("not valid JSON") == 0);
   CHECK(parse_error(edited("\"format\"", "\"form\xFF\"")).find("not valid JSON") == 0);  // not UTF-8
   CHECK(parse_error(nle::serialize_state(full_state()) + "{}").find("not valid JSON") == 0);
   std::string zeroed = nle::serialize_state(full_state());  // a disk block of zeros
@@ -396,7 +461,7 @@ TEST_CASE("a member of the wrong type is refused, naming it") {
         "journal_cursor: expected a string, got null");
   CHECK(parse_error(edited("\"written_at\": \"2024-05-01T12:00:00Z\"", "\"written_at\": \"2024-02-30T12:00:00Z\"")) ==
         "written_at: expected a UTC time like 2024-05-01T12:00:00Z");
-  CHECK(parse_error(edited("\"version\": 1,", "\"version\": \"1\",")) ==
+  CHECK(parse_error(edited("\"version\": 2,", "\"version\": \"1\",")) ==
         "version: expected a non-negative integer, got a string");
 }
 
@@ -715,4 +780,38 @@ TEST_CASE("a restored build info is outranked only by a later line") {
   CHECK(registry.export_build_info() == BuildInfoState{"1.4.2", "9f1c2ab", 17});
   registry.record_build_info(nle::BuildInfoFields{"1.5.0", "new"}, 18);
   CHECK(registry.export_build_info() == BuildInfoState{"1.5.0", "new", 18});
+}
+
+TEST_CASE("restored exemplars are served at once; one the family would not make is left out, its count kept") {
+  const Registry before = busy_registry();
+  const std::vector<CounterState> saved = before.export_counters();
+  const CounterState* named = find_counter(saved, "nixfleet_compliance_failure_events", {"CIS-5.2.1", "web-07"});
+  REQUIRE(named != nullptr);
+  CHECK(named->exemplar == nle::Exemplar{"event_id", "3b0f5c2e-1d1a-4a7c-9a51-0c7f3d1e2b44", 1795162652411481});
+  CHECK(find_counter(saved, "nixfleet_gate_block", {"host-edge"})->exemplar == nle::Exemplar{"host", "h\xC3\xB4te", {}});
+  CHECK_FALSE(find_counter(saved, "nixfleet_runtime_gate_error_events")->exemplar.has_value());
+  CHECK(find_counter(saved, "nixfleet_log_exporter_exemplars_dropped", {"nixfleet_runtime_gate_error_events_total"})
+            ->value == 1);
+
+  std::vector<CounterState> edited_counters = saved;
+  for (CounterState& counter : edited_counters) {
+    if (counter.family == "nixfleet_compliance_failure_events" && counter.exemplar) {
+      counter.exemplar->label_name = "host";  // not the family's exemplar label
+    }
+    if (counter.family == "nixfleet_gate_block" && counter.exemplar) counter.exemplar->label_value = std::string(125, 'h');
+    if (counter.family == "nixfleet_log_exporter_lines_read") counter.exemplar = nle::Exemplar{"", "x", 1};
+  }
+  Registry after(options_at(5000));
+  CHECK(after.restore(edited_counters, std::nullopt) == 0);
+  const std::vector<CounterState> restored = after.export_counters();
+  const CounterState* compliance_series = find_counter(restored, "nixfleet_compliance_failure_events", {"CIS-5.2.1", "web-07"});
+  CHECK(compliance_series->value == 2);
+  CHECK_FALSE(compliance_series->exemplar.has_value());
+  CHECK_FALSE(find_counter(restored, "nixfleet_gate_block", {"host-edge"})->exemplar.has_value());
+  CHECK_FALSE(find_counter(restored, "nixfleet_log_exporter_lines_read")->exemplar.has_value());
+  // What was saved as is comes back as is, on the first page.
+  Registry again(options_at(5000));
+  CHECK(again.restore(saved, std::nullopt) == 0);
+  CHECK(rendered(again).find("web-07\"} 2 # {event_id=\"3b0f5c2e-1d1a-4a7c-9a51-0c7f3d1e2b44\"} 1 1795162652.411481\n") !=
+        std::string::npos);
 }

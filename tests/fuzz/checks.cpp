@@ -275,9 +275,9 @@ void check_state_file(std::string_view input) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Exposition: a registry fed events with arbitrary label bytes, rendered in both formats and read
-// back by a strict parser, must give exactly the snapshot's series. The input is records split by
-// 0xFF: a kind byte, then the label values split by 0xFE.
+// Exposition: a registry fed events with arbitrary label bytes (exemplars' too), rendered in both
+// formats and read back by a strict parser, must give exactly the snapshot's series and exemplars.
+// The input is records split by 0xFF: a kind byte, then the label values split by 0xFE.
 
 void check_exposition(std::string_view input) {
   RegistryOptions options;
@@ -296,8 +296,14 @@ void check_exposition(std::string_view input) {
     Event event;
     event.kind = static_cast<EventKind>(kind_byte % kEventKindCount);
     event.control_id = record.substr(0, split);
-    event.host = record.substr(std::min(split + 1, record.size()));
+    event.host = record.substr(std::min(split + 1, record.size()));  // a gate block's exemplar too
     event.gate = record;
+    // Exemplars: any bytes as the event id, near and over the 128-code-point limit, with and
+    // without a log time (negative ones too).
+    event.event_id = event.host;
+    if (kind_byte & 0x08) {
+      event.log_time_micros = (static_cast<std::int64_t>(kind_byte) - 0x40) * 1'000'000'007LL + static_cast<std::int64_t>(split);
+    }
     if (kind_byte >= 0xF0) {
       registry.add_self(SelfCounter::http_requests, record);
     } else if (kind_byte >= 0xE0) {

@@ -5,6 +5,9 @@
 #include <cstring>
 #include <set>
 
+#include "exporter/exemplar.h"
+#include "exporter/step_sampler.h"
+
 namespace nle::fuzz {
 namespace {
 
@@ -88,39 +91,70 @@ struct Reader {
     return name == family + "_total" || name == family + "_created";
   }
 
+  // `{name="value",...}` at the front of `rest`, consumed into `labels`.
+  bool label_set(std::size_t n, std::string_view& rest, std::vector<std::pair<std::string, std::string>>& labels) {
+    rest.remove_prefix(1);
+    for (;;) {
+      std::string label(take_name(rest));
+      if (label.empty() || !rest.starts_with("=\"")) return fail(n, "a label without a name or =\"");
+      rest.remove_prefix(2);
+      std::size_t end = 0;
+      while (end < rest.size() && rest[end] != '"') end += rest[end] == '\\' ? 2 : 1;
+      if (end >= rest.size()) return fail(n, "a label value that never closes");
+      const auto value = unescape(rest.substr(0, end), true);
+      if (!value) return fail(n, "a label value with a bad escape");
+      if (!is_valid_utf8(*value)) return fail(n, "a label value that is not UTF-8");
+      for (const auto& [other, _] : labels) {
+        if (other == label) return fail(n, "a label given twice");
+      }
+      labels.emplace_back(std::move(label), *value);
+      rest.remove_prefix(end + 1);
+      if (rest.starts_with(',')) {
+        rest.remove_prefix(1);
+        continue;
+      }
+      if (!rest.starts_with('}')) return fail(n, "label pairs not closed by }");
+      rest.remove_prefix(1);
+      return true;
+    }
+  }
+
+  // What follows ` # ` after a value: `{labels} value[ timestamp]`, within OpenMetrics' limit.
+  bool exemplar(std::size_t n, std::string_view rest, ParsedExemplar& out) {
+    if (!rest.starts_with('{')) return fail(n, "an exemplar without labels");
+    if (!label_set(n, rest, out.labels)) return false;
+    std::size_t code_points = 0;
+    for (const auto& [name, value] : out.labels) code_points += utf8_code_points(name) + utf8_code_points(value);
+    if (code_points > kExemplarMaxCodePoints) return fail(n, "an exemplar's labels over 128 code points");
+    if (!rest.starts_with(' ')) return fail(n, "no space before the exemplar's value");
+    rest.remove_prefix(1);
+    const std::size_t space = rest.find(' ');
+    const auto value = read_value(rest.substr(0, space));
+    if (!value) return fail(n, "an exemplar value that is not a number");
+    out.value = *value;
+    if (space == std::string_view::npos) return true;
+    out.timestamp = rest.substr(space + 1);
+    if (!read_value(out.timestamp) || !std::isfinite(*read_value(out.timestamp))) {
+      return fail(n, "an exemplar timestamp that is not a number");
+    }
+    return true;
+  }
+
   bool sample(std::size_t n, std::string_view rest) {
     ParsedSample s;
     s.name = take_name(rest);
     if (s.name.empty()) return fail(n, "a sample without a name");
     if (family.empty() || !belongs_to_family(s.name)) return fail(n, "a sample outside the family of its TYPE line");
-    if (rest.starts_with('{')) {
-      rest.remove_prefix(1);
-      for (;;) {
-        std::string label(take_name(rest));
-        if (label.empty() || !rest.starts_with("=\"")) return fail(n, "a label without a name or =\"");
-        rest.remove_prefix(2);
-        std::size_t end = 0;
-        while (end < rest.size() && rest[end] != '"') end += rest[end] == '\\' ? 2 : 1;
-        if (end >= rest.size()) return fail(n, "a label value that never closes");
-        const auto value = unescape(rest.substr(0, end), true);
-        if (!value) return fail(n, "a label value with a bad escape");
-        if (!is_valid_utf8(*value)) return fail(n, "a label value that is not UTF-8");
-        for (const auto& [other, _] : s.labels) {
-          if (other == label) return fail(n, "a label given twice");
-        }
-        s.labels.emplace_back(std::move(label), *value);
-        rest.remove_prefix(end + 1);
-        if (rest.starts_with(',')) {
-          rest.remove_prefix(1);
-          continue;
-        }
-        if (!rest.starts_with('}')) return fail(n, "label pairs not closed by }");
-        rest.remove_prefix(1);
-        break;
-      }
-    }
+    if (rest.starts_with('{') && !label_set(n, rest, s.labels)) return false;
     if (!rest.starts_with(' ')) return fail(n, "no space before the value");
     rest.remove_prefix(1);
+    // OpenMetrics: ` # ` after the value starts an exemplar, allowed on a counter's _total only.
+    if (const std::size_t hash = rest.find(" # "); hash != std::string_view::npos &&
+                                                  format == ExpositionFormat::openmetrics) {
+      if (type != "counter" || !s.name.ends_with("_total")) return fail(n, "an exemplar outside a counter's _total");
+      if (!exemplar(n, rest.substr(hash + 3), s.exemplar.emplace())) return false;
+      rest = rest.substr(0, hash);
+    }
     const auto value = read_value(rest);
     if (!value) return fail(n, "a value that is not a number");
     s.value = *value;
@@ -134,7 +168,7 @@ struct Reader {
 
 bool ParsedSample::operator==(const ParsedSample& other) const {
   const bool same_value = value == other.value || (std::isnan(value) && std::isnan(other.value));
-  return name == other.name && labels == other.labels && same_value;
+  return name == other.name && labels == other.labels && same_value && exemplar == other.exemplar;
 }
 
 std::optional<std::vector<ParsedSample>> parse_exposition_strictly(std::string_view page, ExpositionFormat format,
@@ -183,7 +217,13 @@ std::vector<ParsedSample> expected_samples(const Snapshot& snapshot, ExpositionF
         s.labels.emplace_back(family.label_names[i], sanitize_utf8(i < series.label_values.size() ? series.label_values[i] : ""));
       }
       s.value = series.value;
+      if (counter && format == ExpositionFormat::openmetrics && series.exemplar) {
+        const Exemplar& exemplar = *series.exemplar;
+        s.exemplar = ParsedExemplar{{{exemplar.label_name, sanitize_utf8(exemplar.label_value)}}, 1,
+                                    exemplar.timestamp_micros ? format_timestamp_seconds(*exemplar.timestamp_micros) : ""};
+      }
       samples.push_back(s);
+      s.exemplar.reset();
       if (counter && format == ExpositionFormat::openmetrics) {
         s.name = family.name + "_created";
         s.value = series.created;

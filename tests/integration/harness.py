@@ -380,3 +380,33 @@ def prometheus_query(base, promql, at=None):
     if answer["status"] != "success":
         raise AssertionError(f"query {promql!r}: {answer}")
     return [(item["metric"], float(item["value"][1])) for item in answer["data"]["result"]]
+
+
+# --- strict readers of the two formats ---------------------------------------------------------
+# Debian's python3-prometheus-client is installed for Debian's own interpreter; the test runner's
+# `python3` may be another one, so the OpenMetrics check runs under that interpreter.
+DEBIAN_PYTHON = os.environ.get("NLE_DEBIAN_PYTHON", "/usr/bin/python3")
+PROMTOOL = os.environ.get("NLE_PROMTOOL", "/usr/bin/promtool")
+
+
+def parse_openmetrics(page: str) -> list:
+    """The samples of an OpenMetrics page as the reference parser (prometheus_client's
+    openmetrics.parser, strict) reads them: dicts with family, type, name, labels, value and
+    exemplar (None, or labels, value, timestamp). Fails the test, quoting the parser, when the
+    page is not valid OpenMetrics."""
+    result = subprocess.run([DEBIAN_PYTHON, str(pathlib.Path(__file__).with_name("openmetrics_check.py"))],
+                            input=page.encode("utf-8"), capture_output=True, timeout=60)
+    if result.returncode != 0:
+        raise AssertionError(f"not valid OpenMetrics: {result.stderr.decode(errors='replace')}")
+    return _json.loads(result.stdout)
+
+
+def promtool_check_metrics(page: str):
+    """Fails the test unless `promtool check metrics` accepts the text 0.0.4 page without a word."""
+    result = subprocess.run([PROMTOOL, "check", "metrics"], input=page.encode("utf-8"), capture_output=True, timeout=60)
+    output = (result.stdout + result.stderr).decode(errors="replace")
+    if result.returncode != 0 or output.strip():
+        raise AssertionError(f"promtool check metrics: exit {result.returncode}: {output[:2000]}")
+
+
+OPENMETRICS_ACCEPT = {"Accept": "application/openmetrics-text;version=1.0.0"}

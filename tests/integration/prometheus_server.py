@@ -2,6 +2,7 @@
 the exporter as job `nle`, and the questions the end-to-end tests ask its HTTP API."""
 import json
 import pathlib
+import urllib.parse
 
 import harness
 
@@ -20,6 +21,18 @@ class Prometheus:
         if status != 200:
             raise AssertionError(f"label values of {label} answered {status}: {body[:300]!r}")
         return json.loads(body)["data"]
+
+    def query_exemplars(self, promql, start, end):
+        """The exemplars of the series `promql` selects between Unix times `start` and `end`, all
+        series together: a list of dicts with labels, value (a string) and timestamp (seconds)."""
+        params = urllib.parse.urlencode({"query": promql, "start": str(start), "end": str(end)})
+        status, _, body = harness.http_get(f"{self.base}/api/v1/query_exemplars?{params}")
+        if status != 200:
+            raise AssertionError(f"query_exemplars {promql!r} answered {status}: {body[:300]!r}")
+        answer = json.loads(body)
+        if answer["status"] != "success":
+            raise AssertionError(f"query_exemplars {promql!r}: {answer}")
+        return [exemplar for series in answer["data"] for exemplar in series["exemplars"]]
 
     def query(self, promql):
         """The single value of an instant query, or None when it has no result yet."""
@@ -43,13 +56,14 @@ class Prometheus:
             raise AssertionError(f"{promql} never became {expected}; last value {last}") from None
 
 
-def start(test, workdir, targets, scrape_interval="1s"):
+def start(test, workdir, targets, scrape_interval="1s", extra_args=()):
     """Prometheus scraping `targets` (host:port strings) every `scrape_interval`, with a TSDB in
-    `workdir`; stopped by the cleanup of unittest `test`."""
+    `workdir` and `extra_args` (e.g. --enable-feature=...); stopped by the cleanup of unittest `test`."""
     workdir = pathlib.Path(workdir)
     target_list = ", ".join(f"'{t}'" for t in targets)
     config = (f"global:\n  scrape_interval: {scrape_interval}\n  scrape_timeout: {scrape_interval}\n"
               f"  evaluation_interval: {scrape_interval}\n"
               "scrape_configs:\n  - job_name: nle\n"
               f"    static_configs:\n      - targets: [{target_list}]\n")
-    return Prometheus(harness.start_prometheus(test, workdir, config, f"--storage.tsdb.path={workdir / 'tsdb'}"))
+    return Prometheus(harness.start_prometheus(test, workdir, config, f"--storage.tsdb.path={workdir / 'tsdb'}",
+                                               *extra_args))

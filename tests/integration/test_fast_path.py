@@ -126,16 +126,21 @@ class FastPathTest(unittest.TestCase):
                 self.assert_same_as_reference(log, "--max-line-bytes", cap, read_sizes=(None, "7", "333"))
 
     def test_parallel_ranges_read_the_same_as_one_reference_stream(self):
+        """Exemplars included: ranges merged in input order name the same latest events."""
         for fmt in ("text", "journald", "mixed"):
             log, expected = generate(self.tmp, fmt, 3, 4000)
-            code, reference = replay(log, "--threads", "1", reference=True)
-            self.assertEqual(code, 0)
-            for threads in ("2", "3"):
-                with self.subTest(format=fmt, threads=threads):
-                    code, got = replay(log, "--threads", threads, parallel_min="1", read_bytes="4096")
-                    self.assertEqual(code, 0)
-                    self.assertEqual(got, reference)
-            self.assertEqual(harness.cp_families(reference), expected)
+            for output in ((), ("--output-format", "openmetrics")):
+                code, reference = replay(log, "--threads", "1", *output, reference=True)
+                self.assertEqual(code, 0)
+                if output:
+                    self.assertRegex(reference, r'\} [0-9]+ # \{event_id="[^"]+"\} 1 [0-9.]+\n')
+                for threads in ("2", "3"):
+                    with self.subTest(format=fmt, threads=threads, output=output):
+                        code, got = replay(log, "--threads", threads, *output, parallel_min="1", read_bytes="4096")
+                        self.assertEqual(code, 0)
+                        self.assertEqual(got, reference)
+                if not output:
+                    self.assertEqual(harness.cp_families(reference), expected)
 
     @harness.slow
     def test_random_generated_logs_read_the_same_on_the_fast_path(self):

@@ -10,7 +10,7 @@ import harness
 
 GOLDEN = harness.TESTDATA / "golden"
 EXTRA_ARGS = {"malformed": ["--max-line-bytes", "4096"]}
-OPENMETRICS = {"json"}  # also rendered as OpenMetrics into NAME.om
+OPENMETRICS = {"json", "mixed"}  # also rendered as OpenMetrics into NAME.om, exemplars included
 
 
 def replay(name, *extra):

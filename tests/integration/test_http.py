@@ -72,13 +72,17 @@ class HttpTest(unittest.TestCase):
         self.assertTrue(text.endswith("# EOF\n"), text[-200:])
         self.assertEqual(text.count("# EOF"), 1)
         self.assertIn("# TYPE nixfleet_runtime_gate_error_events counter\n", text)
-        self.assertIn("\nnixfleet_runtime_gate_error_events_total 4\n", text)
+        # Each CP counter names the last event counted in it: an exemplar with the log's event_id.
+        exemplar = r' # \{event_id="[0-9a-f-]{36}"\} 1 \d+(\.\d+)?\n'
+        self.assertRegex(text, r"\nnixfleet_runtime_gate_error_events_total 4" + exemplar)
         self.assertRegex(text, r"\nnixfleet_runtime_gate_error_events_created \d+(\.\d+)?\n")
         self.assertRegex(text, r'\nnixfleet_compliance_failure_events_created\{control_id="CIS-4\.1",host="web-16"\} \d')
-        self.assertIn('\nnixfleet_compliance_failure_events_total{control_id="CIS-2.2",host="back\\\\slash"} 2\n', text)
+        self.assertRegex(text, r'\nnixfleet_compliance_failure_events_total\{control_id="CIS-2\.2",host="back\\\\slash"\} 2'
+                         + exemplar)
         for line in text.splitlines():
             if not line.startswith("#"):
-                self.assertRegex(line, SAMPLE)
+                self.assertRegex(line.split(" # ", 1)[0], SAMPLE)
+        harness.parse_openmetrics(text)  # and the reference parser reads it all
 
     def test_openmetrics_is_served_only_when_preferred_to_text(self):
         exporter = self.follow()

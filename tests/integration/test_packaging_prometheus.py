@@ -134,6 +134,17 @@ class Dashboard(unittest.TestCase):
             if panel["type"] != "row":
                 self.assertEqual(panel["datasource"]["uid"], "${datasource}", panel["title"])
 
+    def test_the_events_panel_shows_the_exemplars_of_the_cp_counters(self):
+        """Exemplars sit on the CP's own counters (not on events_total{kind}); Grafana asks for them
+        per target with `exemplar: true`."""
+        panel = next(p for p in self.dashboard["panels"] if p.get("title") == "Events per kind")
+        for family in ("nixfleet_compliance_failure_events_total", "nixfleet_runtime_gate_error_events_total",
+                       "nixfleet_gate_block_total"):
+            targets = [t for t in panel["targets"] if family in t["expr"]]
+            self.assertEqual(len(targets), 1, family)
+            self.assertIs(targets[0].get("exemplar"), True, family)
+        self.assertIn("journalctl -u nixfleet-control-plane -g", panel["description"])
+
     def test_panels_cover_events_gates_top_labels_and_exporter_health(self):
         text = json.dumps(dashboard_expressions(self.dashboard))
         for needle in ("events_total", "nixfleet_gate_block_total", "by (control_id)", "by (host)",
