@@ -39,6 +39,8 @@ MIXES = {
     "text busy CP": ("text", ["--event-rate", "0.02", "--quiet-rate", "0.10", "--version-rate", "0.60", "--spans", "on"]),
     "ansi busy CP": ("ansi", ["--event-rate", "0.05", "--quiet-rate", "0.20", "--version-rate", "0.50", "--spans", "on"]),
     "text no spans": ("text", ["--event-rate", "0.20", "--quiet-rate", "0.30", "--spans", "off"]),
+    "journald busy CP": ("journald", ["--event-rate", "0.05", "--quiet-rate", "0.20", "--version-rate", "0.50",
+                                      "--spans", "on"]),
 }
 
 
@@ -168,17 +170,19 @@ def run(args, binary, gen, here, mtail, work):
         follow = med(name, "follow --from-beginning (catch-up)")
         mtail_x = (med(name, "mtail --one_shot") / replay) if mtail else float("nan")
         cand, screened = (int(x) for x in stage_counts[name])
-        summary.append((grep / replay, name, grep / one, mtail_x, one / follow, cand / lines, screened / max(cand, 1),
-                        max(s[2] for s in rows[(name, "replay")]) / 1024))
+        # On a shared box wall time counts the waits for a core; CPU time does not.
+        cpu_one = med(name, "grep -c", 1) / max(med(name, "replay --threads 1", 1), 1e-9)
+        summary.append((grep / replay, name, grep / one, cpu_one, mtail_x, one / follow, cand / lines,
+                        screened / max(cand, 1), max(s[2] for s in rows[(name, "replay")]) / 1024))
     print()
-    print("| mix | replay vs grep -c (>= 1.0x) | 1 thread vs grep -c (>= 0.5x) | mtail / replay (>= 50x) | "
-          "follow catch-up vs replay --threads 1 (>= 0.8x) | candidates / lines | screened out / candidates | "
-          "replay peak RSS MiB (<= 16) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| mix | replay vs grep -c (>= 1.0x) | 1 thread vs grep -c (>= 0.5x) | 1 thread vs grep -c, CPU time | "
+          "mtail / replay (>= 50x) | follow catch-up vs replay --threads 1 (>= 0.8x) | candidates / lines | "
+          "screened out / candidates | replay peak RSS MiB (<= 16) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in sorted(summary):
-        ratio, name, one, mtail_x, follow, cand, screened, rss = row
-        print(f"| {name} | {ratio:.2f}x | {one:.2f}x | {mtail_x:.0f}x | {follow:.2f}x | {cand:.0%} | {screened:.0%} | "
-              f"{rss:.1f} |")
+        ratio, name, one, cpu_one, mtail_x, follow, cand, screened, rss = row
+        print(f"| {name} | {ratio:.2f}x | {one:.2f}x | {cpu_one:.2f}x | {mtail_x:.0f}x | {follow:.2f}x | {cand:.0%} | "
+              f"{screened:.0%} | {rss:.1f} |")
     print()
     for name, tool, ok in checks:
         print(f"check {name} / {tool}: {'counts exact' if ok else 'MISMATCH'}")

@@ -4,6 +4,7 @@
 #include <simdjson.h>
 
 #include <array>
+#include <span>
 #include <cstring>
 #include <string>
 
@@ -21,6 +22,10 @@ struct Head {
   bool ok = false;
   std::string_view message;
   std::size_t end = 0;  // just past the message's closing quote
+  // Where the message's value starts, and the braces open there: the bytes before it are read
+  // here, exactly, so the byte pass may begin at the message.
+  std::size_t message_start = 0;
+  long open_braces = 0;
 };
 
 bool is_timestamp_byte(char c) {
@@ -43,11 +48,14 @@ Head read_head(std::string_view l) {
   if (i == level) return head;
   if (l.substr(i, kNested.size()) == kNested) {
     i += kNested.size();
+    head.open_braces = 2;
   } else if (l.substr(i, kFlat.size()) == kFlat) {
     i += kFlat.size();
+    head.open_braces = 1;
   } else {
     return head;
   }
+  head.message_start = i;
   const void* quote = std::memchr(l.data() + i, '"', l.size() - i);
   if (quote == nullptr) return head;
   const std::size_t close = static_cast<std::size_t>(static_cast<const char*>(quote) - l.data());
@@ -58,6 +66,114 @@ Head read_head(std::string_view l) {
   head.ok = true;
   return head;
 }
+
+// Strict JSON, as tracing writes it, for the part of a line between the message and the span tail
+// (or the line's end): the members left of the object the message is in, then, for nested
+// `fields`, the members of the line's object. Only scalar values, strings with the simple
+// escapes, no blanks; anything else (valid or not) says "not proven". A line proven this way
+// and valid UTF-8 is read by simdjson without error, so turning it away loses no invalid_json
+// or invalid_utf8 skip; what is not proven goes to the parser, which decides.
+class StrictMembers {
+ public:
+  explicit StrictMembers(std::string_view s) : s_(s) {}
+
+  // From `at` (just past the message's closing quote), with `depth` objects open (1 flattened,
+  // 2 nested): true if the members run to `end`, which is either the line's end (every object
+  // then closed by it) or the span tail's start (only the line's own object still open).
+  bool run(std::size_t at, long depth, std::size_t end, bool tail) {
+    i_ = at;
+    for (;;) {
+      if (i_ == end) return tail && depth == 1;
+      const char c = s_[i_];
+      if (c == ',') {
+        ++i_;
+        if (!string() || !expect(':') || !value()) return false;
+      } else if (c == '}') {
+        ++i_;
+        if (--depth == 0) return !tail && i_ == end;
+      } else {
+        return false;
+      }
+    }
+  }
+
+ private:
+  bool expect(char c) {
+    if (i_ >= s_.size() || s_[i_] != c) return false;
+    ++i_;
+    return true;
+  }
+  // The next '"' or '\\' at or after i_, or the end; 16 bytes at a time where they are there.
+  std::size_t next_special() const {
+    std::size_t j = i_;
+#if defined(__x86_64__)
+    const __m128i quote = _mm_set1_epi8('"');
+    const __m128i backslash = _mm_set1_epi8('\\');
+    for (; j + 16 <= s_.size(); j += 16) {
+      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s_.data() + j));
+      const auto mask = static_cast<unsigned>(
+          _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash))));
+      if (mask != 0) return j + static_cast<std::size_t>(__builtin_ctz(mask));
+    }
+#endif
+    while (j < s_.size() && s_[j] != '"' && s_[j] != '\\') ++j;
+    return j;
+  }
+  // A string. Control bytes were ruled out by the byte pass over the same bytes.
+  bool string() {
+    if (!expect('"')) return false;
+    while (i_ < s_.size()) {
+      i_ = next_special();
+      if (i_ >= s_.size()) return false;
+      const char c = s_[i_++];
+      if (c == '"') return true;
+      if (c == '\\') {
+        if (i_ >= s_.size()) return false;
+        const char e = s_[i_++];
+        if (std::strchr("\"\\/bfnrt", e) == nullptr || e == '\0') return false;  // `\u` too: not proven
+      }
+    }
+    return false;
+  }
+  bool digits() {
+    const std::size_t start = i_;
+    while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
+    return i_ > start;
+  }
+  bool number() {
+    if (i_ < s_.size() && s_[i_] == '-') ++i_;
+    if (i_ < s_.size() && s_[i_] == '0') {
+      ++i_;
+    } else if (i_ >= s_.size() || s_[i_] < '1' || s_[i_] > '9' || !digits()) {
+      return false;
+    }
+    if (i_ < s_.size() && s_[i_] == '.' && (++i_, !digits())) return false;
+    if (i_ < s_.size() && (s_[i_] == 'e' || s_[i_] == 'E')) {
+      ++i_;
+      if (i_ < s_.size() && (s_[i_] == '+' || s_[i_] == '-')) ++i_;
+      if (!digits()) return false;
+    }
+    return true;
+  }
+  bool word(std::string_view w) {
+    if (s_.substr(i_, w.size()) != w) return false;
+    i_ += w.size();
+    return true;
+  }
+  bool value() {
+    if (i_ >= s_.size()) return false;
+    switch (s_[i_]) {
+      case '"': return string();
+      case 't': return word("true");
+      case 'f': return word("false");
+      case 'n': return word("null");
+      default: return number();
+    }
+  }
+
+  std::string_view s_;
+  std::size_t i_ = 0;
+};
 
 // tracing-subscriber's span metadata at the end of a JSON line: `"span"` (the current span) and
 // `"spans"` (the whole stack), each span an object of scalar fields ending in "name", then
@@ -134,9 +250,9 @@ ScreenFacts facts_scalar(const char* d, std::size_t n, std::size_t from, std::si
 // SSE2 (part of x86-64 itself): 16 bytes at a time; each token is tested by its first two bytes
 // (the candidates are verified with memcmp); brackets are counted per byte lane and summed with
 // psadbw before a lane can overflow (no popcnt: it is not part of baseline x86-64).
-ScreenFacts facts_sse2(const char* d, std::size_t n, std::size_t from, std::size_t limit, bool report) {
-  ScreenFacts f;
-  std::size_t p = 0;
+// `f` holds the facts of d[0, p) already (the AVX2 pass leaves its last bytes to this one).
+ScreenFacts facts_sse2(const char* d, std::size_t n, std::size_t from, std::size_t limit, bool report,
+                       ScreenFacts f = {}, std::size_t p = 0) {
   const auto eq = [](__m128i v, char c) { return _mm_cmpeq_epi8(v, _mm_set1_epi8(c)); };
   const __m128i zero = _mm_setzero_si128();
   __m128i open_braces = zero, close_braces = zero, open_brackets = zero, close_brackets = zero;
@@ -188,13 +304,109 @@ ScreenFacts facts_sse2(const char* d, std::size_t n, std::size_t from, std::size
 }
 #endif
 
-ScreenFacts facts(std::string_view line, std::size_t from, std::size_t limit, bool report, bool simd) {
 #if defined(__x86_64__)
-  if (simd) return facts_sse2(line.data(), line.size(), from, limit, report);
+// The SSE2 pass, 32 bytes at a time, for CPUs that have AVX2 (checked at run time: Debian's
+// baseline x86-64 does not promise it). g++ and clang spell "compile for AVX2" differently.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
 #else
-  (void)simd;
+#pragma GCC push_options
+#pragma GCC target("avx2")
+#endif
+inline __m256i eq256(__m256i v, char c) { return _mm256_cmpeq_epi8(v, _mm256_set1_epi8(c)); }
+
+ScreenFacts facts_avx2(const char* d, std::size_t n, std::size_t from, std::size_t limit, bool report) {
+  ScreenFacts f;
+  std::size_t p = 0;
+  const auto eq = eq256;
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i open_braces = zero, close_braces = zero, open_brackets = zero, close_brackets = zero;
+  const auto sum = [&](__m256i lanes) {
+    const __m256i s = _mm256_sad_epu8(lanes, zero);
+    return static_cast<long>(_mm256_extract_epi64(s, 0) + _mm256_extract_epi64(s, 1) + _mm256_extract_epi64(s, 2) +
+                             _mm256_extract_epi64(s, 3));
+  };
+  const auto flush = [&] {
+    f.braces += sum(open_braces) - sum(close_braces);
+    f.brackets += sum(open_brackets) - sum(close_brackets);
+    open_braces = close_braces = open_brackets = close_brackets = zero;
+  };
+  unsigned rounds = 0;
+  const __m256i space = _mm256_set1_epi8(0x20);
+  for (; p + 33 <= n; p += 32) {
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(d + p));
+    const __m256i next = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(d + p + 1));
+    open_braces = _mm256_sub_epi8(open_braces, eq(x, '{'));  // a match is -1
+    close_braces = _mm256_sub_epi8(close_braces, eq(x, '}'));
+    open_brackets = _mm256_sub_epi8(open_brackets, eq(x, '['));
+    close_brackets = _mm256_sub_epi8(close_brackets, eq(x, ']'));
+    if (++rounds == 255) {
+      flush();
+      rounds = 0;
+    }
+    const auto high = static_cast<unsigned>(_mm256_movemask_epi8(x));
+    f.non_ascii |= high != 0;
+    // Signed compare: bytes of 0x80 and more are negative, so take them out again.
+    f.control |= (static_cast<unsigned>(_mm256_movemask_epi8(_mm256_cmpgt_epi8(space, x))) & ~high) != 0;
+    if (p >= limit || p + 32 <= from) continue;
+    __m256i hits = _mm256_and_si256(eq(x, '"'), _mm256_or_si256(_mm256_or_si256(eq(next, 'v'), eq(next, 'M')),
+                                                                _mm256_or_si256(eq(next, '_'), eq(next, 'f'))));
+    hits = _mm256_or_si256(hits, _mm256_and_si256(eq(x, '\\'), eq(next, 'u')));
+    if (report) {
+      hits = _mm256_or_si256(hits, _mm256_or_si256(_mm256_and_si256(eq(x, 'o'), eq(next, 'm')),
+                                                   _mm256_and_si256(eq(x, 'u'), eq(next, 'n'))));
+    }
+    for (auto mask = static_cast<unsigned>(_mm256_movemask_epi8(hits)); mask != 0; mask &= mask - 1) {
+      const std::size_t at = p + static_cast<std::size_t>(__builtin_ctz(mask));
+      if (at >= from && at < limit && is_forbidden_at(d, n, at, report)) {
+        f.forbidden = true;
+        return f;
+      }
+    }
+  }
+  flush();
+  return facts_sse2(d, n, from, limit, report, f, p);
+}
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif
+
+constexpr std::string_view kFactsKernels[] = {
+#if defined(__x86_64__)
+    "avx2", "sse2",
+#endif
+    "scalar"};
+
+std::span<const std::string_view> facts_kernels() {
+#if defined(__x86_64__)
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  return std::span<const std::string_view>(kFactsKernels).subspan(avx2 ? 0 : 1);
+#else
+  return kFactsKernels;
+#endif
+}
+
+ScreenFacts facts_with(std::string_view kernel, std::string_view line, std::size_t from, std::size_t limit,
+                       bool report) {
+#if defined(__x86_64__)
+  if (kernel == "avx2") return facts_avx2(line.data(), line.size(), from, limit, report);
+  if (kernel == "sse2") return facts_sse2(line.data(), line.size(), from, limit, report);
 #endif
   return facts_scalar(line.data(), line.size(), from, limit, report);
+}
+
+// The fastest kernel this CPU runs.
+ScreenFacts facts(std::string_view line, std::size_t from, std::size_t limit, bool report) {
+#if defined(__x86_64__)
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) return facts_avx2(line.data(), line.size(), from, limit, report);
+  return facts_sse2(line.data(), line.size(), from, limit, report);
+#else
+  return facts_scalar(line.data(), line.size(), from, limit, report);
+#endif
 }
 
 // Span tails already proven (or refuted) by the RE2 pattern: tower-http writes the same few
@@ -313,8 +525,11 @@ bool text_report_is_quiet(std::string_view body) {
 
 }  // namespace
 
-ScreenFacts screen_facts(std::string_view line, std::size_t from, std::size_t limit, bool report, bool simd) {
-  return facts(line, from, limit, report, simd);
+std::span<const std::string_view> screen_facts_kernels() { return facts_kernels(); }
+
+ScreenFacts screen_facts(std::string_view kernel, std::string_view line, std::size_t from, std::size_t limit,
+                         bool report) {
+  return facts_with(kernel, line, from, limit, report);
 }
 
 struct CandidateScreen::Impl {
@@ -347,11 +562,25 @@ struct CandidateScreen::Impl {
       verdict = ScreenVerdict::text_quiet_report;
     }
     // The next line must start a record, so that this one is read alone.
-    const std::string_view following = as_text(next);
-    if (following.empty() || following.front() == '{' || !parsers::is_text_record_start(following)) {
-      return ScreenVerdict::parse;
+    return starts_text_record(next) ? verdict : ScreenVerdict::parse;
+  }
+
+  // Does `line` start a text record, as the parser reads it? Its level token sits near its start,
+  // so a coloured line is first stripped only in part: up to the first escape left in that part
+  // (where a sequence was cut, or a lone one), the part reads as the whole line begins. A level
+  // found there is the level found in the whole line; if none is found, the whole line decides.
+  bool starts_text_record(std::string_view line) {
+    constexpr std::size_t kPart = 192;
+    const std::string_view trimmed = parsers::trim_front(line);
+    if (trimmed.size() > kPart && std::memchr(trimmed.data(), '\x1b', kPart) != nullptr) {
+      std::string_view part = parsers::strip_ansi(trimmed.substr(0, kPart), arena);
+      if (const void* esc = std::memchr(part.data(), '\x1b', part.size()); esc != nullptr) {
+        part = part.substr(0, static_cast<std::size_t>(static_cast<const char*>(esc) - part.data()));
+      }
+      if (!part.empty() && part.front() != '{' && parsers::is_text_record_start(part)) return true;
     }
-    return verdict;
+    const std::string_view text = as_text(line);
+    return !text.empty() && text.front() != '{' && parsers::is_text_record_start(text);
   }
 
   // Is `tail` tracing's span metadata, in valid UTF-8, up to the line's closing brace?
@@ -380,17 +609,19 @@ struct CandidateScreen::Impl {
     constexpr std::string_view kSpan = ",\"span\":{";
     const std::size_t span = parsers::find_bytes(line, kSpan, head.end);
     const std::size_t end = span == std::string_view::npos ? line.size() : span;
-    const std::string_view body = line.substr(0, end);
-    ScreenFacts f = facts(body, head.end, end, report, true);
+    // The head is known to be ASCII without control bytes, brackets or braces but its own.
+    const std::string_view body = line.substr(head.message_start, end - head.message_start);
+    ScreenFacts f = facts(body, head.end - head.message_start, body.size(), report);
     if (f.forbidden || f.control) return ScreenVerdict::parse;
+    f.braces += head.open_braces;
     long open_braces = 0;
-    std::string_view utf8 = line;  // what the parser would check as UTF-8 that nothing proved
+    std::string_view utf8 = line.substr(head.message_start);  // what nothing proved to be UTF-8
     if (span != std::string_view::npos && is_span_tail(line.substr(span))) {
       open_braces = 1;
       utf8 = body;
     } else if (span != std::string_view::npos) {
       const std::string_view tail = line.substr(span);
-      const ScreenFacts t = facts(tail, 0, tail.size(), report, true);
+      const ScreenFacts t = facts(tail, 0, tail.size(), report);
       if (t.forbidden || t.control) return ScreenVerdict::parse;
       f.braces += t.braces;
       f.brackets += t.brackets;
@@ -398,6 +629,9 @@ struct CandidateScreen::Impl {
     }
     if (f.braces != open_braces || f.brackets != 0) return ScreenVerdict::parse;
     if (f.non_ascii && !simdjson::validate_utf8(utf8.data(), utf8.size())) return ScreenVerdict::parse;
+    if (!StrictMembers(line).run(head.end, head.open_braces, open_braces == 1 ? span : line.size(), open_braces == 1)) {
+      return ScreenVerdict::parse;
+    }
     return report ? ScreenVerdict::quiet_report : ScreenVerdict::not_an_event;
   }
 };

@@ -11,7 +11,10 @@
 // counting event value anywhere outside its spans (activation-*, stale-target, ...). A span tail
 // is proven to be span metadata only by an anchored RE2 pattern of tracing's `"span"`/`"spans"`
 // records. Lines with `\u` escapes, journald keys, a second `fields`, control bytes, invalid
-// UTF-8 or unbalanced brackets (a truncated line) always go to the parser.
+// UTF-8 or unbalanced brackets (a truncated line) always go to the parser. So does every line
+// whose members between the message and the span tail are not strict JSON as tracing writes it
+// (scalar values, simple escapes, no blanks): a line the screen turns away is one simdjson
+// reads without error, so no invalid_json or invalid_utf8 skip is lost.
 //
 // Text lines (tracing's fmt, plain or coloured), only when the next line is known: a text record
 // may continue on the next lines, so a line is turned away only if the next one starts a record
@@ -25,6 +28,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string_view>
 
 #include "parsers/line_parser.h"
@@ -65,8 +69,8 @@ class CandidateScreen {
   std::unique_ptr<Impl> impl_;
 };
 
-// For tests: the byte pass of screen() with the SIMD kernel (if this CPU has one) or the scalar
-// one. Both must agree on every line.
+// For tests: the byte pass of screen() with each kernel this CPU can run ("avx2", "sse2",
+// "scalar"; an unknown name runs the scalar one). Every kernel must agree on every line.
 struct ScreenFacts {
   bool forbidden = false;    // a token that makes the line need the parser, in [from, limit)
   bool control = false;     // a byte below 0x20 (invalid inside JSON strings, unusual outside)
@@ -74,6 +78,8 @@ struct ScreenFacts {
   long braces = 0;           // count of '{' minus count of '}'
   long brackets = 0;         // count of '[' minus count of ']'
 };
-ScreenFacts screen_facts(std::string_view line, std::size_t from, std::size_t limit, bool report, bool simd);
+std::span<const std::string_view> screen_facts_kernels();
+ScreenFacts screen_facts(std::string_view kernel, std::string_view line, std::size_t from, std::size_t limit,
+                         bool report);
 
 }  // namespace nle

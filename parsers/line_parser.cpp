@@ -172,7 +172,9 @@ struct LineParser::Impl {
 
   // One CP line: tracing JSON, or a line of a text record. `inside_journald` is true for a
   // journald MESSAGE, which may not hold another journald record.
-  void read_cp_line(std::string_view line, bool inside_journald) {
+  // `relevant`: may_be_relevant(line) is known to be true (so a line with no colours to strip
+  // need not be searched again).
+  void read_cp_line(std::string_view line, bool inside_journald, bool relevant) {
     line = trim_front(line);
     if (line.empty()) return;
     if (std::memchr(line.data(), '\0', line.size()) != nullptr) {
@@ -194,10 +196,12 @@ struct LineParser::Impl {
 
     // Text. A forced text format still reads a JSON-looking line as text: it will not match.
     std::string_view text = line;
-    if (std::memchr(text.data(), '\x1b', text.size()) != nullptr) text = parsers::strip_ansi(text, arena);
+    const bool coloured = std::memchr(text.data(), '\x1b', text.size()) != nullptr;
+    if (coloured) text = parsers::strip_ansi(text, arena);
     if (parsers::is_text_record_start(text)) {
       complete_held();
-      if (!may_be_relevant(text)) return;
+      // Trimming the front changes no needle (blanks and NULs are in none of them).
+      if (!(relevant && !coloured) && !may_be_relevant(text)) return;
       held.assign(text);
       holding = true;
       held_fallback_time.reset();
@@ -231,7 +235,8 @@ struct LineParser::Impl {
       if (json_line.message_elided) skip(SkipReason::message_elided);
       journald_record = line;
       for (std::string_view message : json_line.messages) {
-        if (holding || may_be_relevant(message)) read_cp_line(message, true);
+        if (holding) read_cp_line(message, true, false);
+        else if (may_be_relevant(message)) read_cp_line(message, true, true);
       }
       journald_record = {};
       return;
@@ -264,7 +269,8 @@ struct LineParser::Impl {
 
   const ParseResult& parse(std::string_view line) {
     begin();
-    if (holding || may_be_relevant(line)) read_cp_line(line, false);
+    if (holding) read_cp_line(line, false, false);
+    else if (may_be_relevant(line)) read_cp_line(line, false, true);
     return end();
   }
 

@@ -10,6 +10,7 @@
 #include "exporter/exposition.h"
 #include "exporter/registry.h"
 #include "parsers/candidate_scan.h"
+#include "parsers/candidate_screen.h"
 #include "parsers/line_parser.h"
 #include "server/metrics_server.h"
 #include "server/web_config.h"
@@ -85,6 +86,30 @@ bool holds_a_needle(std::string_view line) {
                      [&](std::string_view needle) { return line.find(needle) != std::string_view::npos; });
 }
 
+// Everything a fresh parser in `format` makes of `lines` read in order, finish() included.
+std::vector<Outcome> outcomes_of(InputFormat format, std::initializer_list<std::string_view> lines) {
+  LineParser parser(format);
+  std::vector<Outcome> all;
+  for (std::string_view line : lines) all.push_back(checked_outcome(parser.parse(line)));
+  all.push_back(checked_outcome(parser.finish()));
+  return all;
+}
+
+// The candidate screen's promise (parsers/candidate_screen.h): a line it turns away, read before
+// the line after it, changes nothing that the parser makes of the two.
+void check_screen(InputFormat format, CandidateScreen& screen, std::string_view line, const std::string_view* next) {
+  if (screen.screen(line, next) == ScreenVerdict::parse) return;
+  if (next == nullptr) {
+    const std::vector<Outcome> got = outcomes_of(format, {line});
+    require(got[0] == Outcome{} && got[1] == Outcome{}, "the screen turned away a line the parser counts");
+    return;
+  }
+  std::vector<Outcome> both = outcomes_of(format, {line, *next});
+  require(both[0] == Outcome{}, "the screen turned away a line the parser counts");
+  both.erase(both.begin());
+  require(both == outcomes_of(format, {*next}), "a line the screen turned away changed what the next line counts");
+}
+
 void check_line_parser(InputFormat format, std::string_view input) {
   // One parser per format for every input (building one costs more than most inputs), each
   // input ending with finish(); starts_record() must leave no state behind, so it gets its own.
@@ -94,11 +119,17 @@ void check_line_parser(InputFormat format, std::string_view input) {
                                 LineParser(InputFormat::text), LineParser(InputFormat::journald)};
   LineParser& parser = parsers[static_cast<std::size_t>(format)];
   LineParser& probe = probes[static_cast<std::size_t>(format)];
+  static CandidateScreen screens[] = {CandidateScreen(InputFormat::auto_detect), CandidateScreen(InputFormat::json),
+                                      CandidateScreen(InputFormat::text), CandidateScreen(InputFormat::journald)};
+  CandidateScreen& screen = screens[static_cast<std::size_t>(format)];
   (void)parser.finish();  // after an input that broke a property mid-way
-  for (std::string_view line : split_lines(input)) {
+  const std::vector<std::string_view> lines = split_lines(input);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const std::string_view line = lines[i];
     const bool relevant = may_be_relevant(line);
     if (relevant) require(holds_a_needle(line), "may_be_relevant() accepts a line without a relevance needle");
     const bool held = parser.holds_record();
+    if (!held) check_screen(format, screen, line, i + 1 < lines.size() ? &lines[i + 1] : nullptr);
     touch(find_journal_cursor(line));
     (void)probe.starts_record(line);
     const Outcome outcome = checked_outcome(parser.parse(line));
