@@ -26,10 +26,8 @@ struct Exemplar {
   friend bool operator==(const Exemplar&, const Exemplar&) = default;
 };
 
-// Code points of `utf8`, counting each invalid byte sequence as the one U+FFFD it is rendered as.
-std::size_t utf8_code_points(std::string_view utf8);
-
-// Whether a label set of this one name and value is within kExemplarMaxCodePoints.
+// Whether a label set of this one name and value is within kExemplarMaxCodePoints, counting code
+// points as utf8_code_points() (exporter/exposition.h) does. Allocates nothing.
 bool exemplar_label_fits(std::string_view name, std::string_view value);
 
 }  // namespace nle

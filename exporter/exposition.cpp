@@ -204,6 +204,19 @@ bool is_valid_utf8(std::string_view bytes) {
   return true;
 }
 
+std::size_t utf8_code_points(std::string_view bytes) {
+  std::size_t count = 0;
+  std::size_t at = 0;
+  for (;;) {
+    const std::size_t ascii_end = skip_ascii(bytes, at);
+    count += ascii_end - at;
+    at = ascii_end;
+    if (at >= bytes.size()) return count;
+    at += next_utf8_step(bytes, at).length;  // a whole character, or one U+FFFD's maximal subpart
+    ++count;
+  }
+}
+
 void append_sanitized_utf8(std::string& out, std::string_view bytes) {
   std::size_t valid_run_start = 0;
   std::size_t at = 0;

@@ -36,5 +36,7 @@ std::string sanitize_utf8(std::string_view bytes);
 // hot path sanitizes into a reused buffer).
 void append_sanitized_utf8(std::string& out, std::string_view bytes);
 bool is_valid_utf8(std::string_view bytes);
+// Code points of sanitize_utf8(bytes) (each invalid sequence one U+FFFD), without building it.
+std::size_t utf8_code_points(std::string_view bytes);
 
 }  // namespace nle

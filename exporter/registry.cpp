@@ -4,6 +4,7 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <initializer_list>
 #include <limits>
 #include <memory>
@@ -119,27 +120,60 @@ struct TransparentStringHash {
   std::size_t operator()(std::string_view text) const noexcept { return std::hash<std::string_view>{}(text); }
 };
 
+// The exemplar of a CP series, kept in the series itself: the label value (up to kInlineBytes in
+// place, which holds every UUID, so that recording one touches no other memory; longer ones, up to
+// the 128-code-point limit, in a heap buffer kept for reuse) and the log time. The label name is
+// the family's. Size 0 means none.
+class ExemplarSlot {
+ public:
+  bool present() const { return size_ != 0; }
+  std::string_view value() const {
+    return size_ == kOnHeap ? std::string_view(*heap_) : std::string_view(inline_.data(), size_);
+  }
+  std::optional<std::int64_t> time() const { return has_time_ ? std::optional<std::int64_t>(micros_) : std::nullopt; }
+
+  void clear() { size_ = 0; }
+  // `value` is not empty.
+  void set(std::string_view value, std::optional<std::int64_t> time) {
+    if (value.size() <= kInlineBytes) {
+      std::memcpy(inline_.data(), value.data(), value.size());
+      size_ = static_cast<std::uint8_t>(value.size());
+    } else {
+      if (!heap_) heap_ = std::make_unique<std::string>();
+      heap_->assign(value);
+      size_ = kOnHeap;
+    }
+    has_time_ = time.has_value();
+    micros_ = time.value_or(0);
+  }
+  void copy_from(const ExemplarSlot& other) {
+    if (&other == this) return;
+    if (other.present()) {
+      set(other.value(), other.time());
+    } else {
+      clear();
+    }
+  }
+  std::optional<Exemplar> exemplar(std::string_view label_name) const {
+    if (!present()) return std::nullopt;
+    return Exemplar{std::string(label_name), std::string(value()), time()};
+  }
+
+ private:
+  static constexpr std::size_t kInlineBytes = 38;
+  static constexpr std::uint8_t kOnHeap = 0xFF;
+  std::int64_t micros_ = 0;
+  std::unique_ptr<std::string> heap_;
+  std::array<char, kInlineBytes> inline_{};
+  std::uint8_t size_ = 0;
+  bool has_time_ = false;
+};
+
 struct CounterSeries {
   std::uint64_t value = 0;
   double created = 0;
-  // The CP's families only: the latest event counted, when it could be named. A pointer, so that
-  // a series without one (every self-metric) costs 8 bytes, not a whole Exemplar.
-  std::unique_ptr<Exemplar> exemplar = nullptr;
+  ExemplarSlot exemplar{};  // the CP's families only: the latest event counted, when it could be named
 };
-
-std::optional<Exemplar> copy_of(const std::unique_ptr<Exemplar>& exemplar) {
-  return exemplar ? std::optional<Exemplar>(*exemplar) : std::nullopt;
-}
-
-void set_exemplar(CounterSeries& series, const std::optional<Exemplar>& exemplar) {
-  if (!exemplar) {
-    series.exemplar.reset();
-  } else if (series.exemplar) {
-    *series.exemplar = *exemplar;
-  } else {
-    series.exemplar = std::make_unique<Exemplar>(*exemplar);
-  }
-}
 
 // Whether a family with no series is still shown (as HELP and TYPE alone).
 enum class WhenEmpty : unsigned char { shown, hidden };
@@ -205,7 +239,7 @@ class CounterFamily {
     family.series.reserve(series_.size());
     for_each_sorted([&](const std::string& key, const CounterSeries& series) {
       family.series.push_back(Series{decode_key(key, label_names_.size()), static_cast<double>(series.value),
-                                     series.created, copy_of(series.exemplar)});
+                                     series.created, series.exemplar.exemplar(exemplar_label_)});
     });
     return family;
   }
@@ -373,37 +407,31 @@ struct Registry::Impl {
                      std::optional<std::int64_t> time) {
     if (series == nullptr) return;  // over the series cap: counted in series_dropped
     if (name.empty()) {
-      series->exemplar.reset();
+      series->exemplar.clear();
       return;
     }
-    std::string_view value = name;
-    if (!is_valid_utf8(value)) {
-      exemplar_scratch.clear();
-      append_sanitized_utf8(exemplar_scratch, name);
-      value = exemplar_scratch;
-    }
-    if (!exemplar_label_fits(family.exemplar_label(), value)) {
-      series->exemplar.reset();
+    // Checked before anything is copied, so that no buffer ever grows to a longer id.
+    if (!exemplar_label_fits(family.exemplar_label(), name)) {
+      series->exemplar.clear();
       drop_key.clear();
       append_key_part(drop_key, family.public_name());
       count_key(exemplars_dropped, drop_key, 1);
       return;
     }
-    if (!series->exemplar) {
-      series->exemplar = std::make_unique<Exemplar>();
-      series->exemplar->label_name = family.exemplar_label();
+    if (is_valid_utf8(name)) {
+      series->exemplar.set(name, time);
+    } else {
+      exemplar_scratch.clear();
+      append_sanitized_utf8(exemplar_scratch, name);
+      series->exemplar.set(exemplar_scratch, time);
     }
-    series->exemplar->label_value.assign(value);  // reuses the string's capacity
-    series->exemplar->timestamp_micros = time;
   }
 
-  // A saved or merged exemplar, if this family would have made it; else none.
-  std::optional<Exemplar> checked_exemplar(const CounterFamily& family, const std::optional<Exemplar>& exemplar) {
-    if (!exemplar || family.exemplar_label().empty() || exemplar->label_name != family.exemplar_label() || exemplar->label_value.empty() ||
-        !is_valid_utf8(exemplar->label_value) || !exemplar_label_fits(exemplar->label_name, exemplar->label_value)) {
-      return std::nullopt;
-    }
-    return exemplar;
+  // Whether a saved exemplar is one this family would have made.
+  static bool restorable(const CounterFamily& family, const std::optional<Exemplar>& exemplar) {
+    return exemplar && !family.exemplar_label().empty() && exemplar->label_name == family.exemplar_label() &&
+           !exemplar->label_value.empty() && is_valid_utf8(exemplar->label_value) &&
+           exemplar_label_fits(exemplar->label_name, exemplar->label_value);
   }
 
   void count_truncation(std::string_view label_name, std::uint64_t n) {
@@ -431,7 +459,7 @@ struct Registry::Impl {
         count_drop(into, from_series.value);
       }
       if (series != nullptr && from_series.value != 0 && series != &from_series) {
-        set_exemplar(*series, copy_of(from_series.exemplar));
+        series->exemplar.copy_from(from_series.exemplar);
       }
     }
   }
@@ -624,7 +652,8 @@ std::vector<CounterState> Registry::export_counters() const {
     family->for_each_sorted([&](const std::string& key, const CounterSeries& series) {
       counters.push_back(CounterState{family->name(), family->label_names(),
                                       decode_key(key, family->label_names().size()),
-                                      static_cast<double>(series.value), series.created, copy_of(series.exemplar)});
+                                      static_cast<double>(series.value), series.created,
+                                      series.exemplar.exemplar(family->exemplar_label())});
     });
   }
   return counters;
@@ -665,7 +694,11 @@ std::size_t Registry::restore(const std::vector<CounterState>& counters,
     }
     series->value = value;
     series->created = saved.created;
-    set_exemplar(*series, impl.checked_exemplar(*family, saved.exemplar));
+    if (impl.restorable(*family, saved.exemplar)) {
+      series->exemplar.set(saved.exemplar->label_value, saved.exemplar->timestamp_micros);
+    } else {
+      series->exemplar.clear();
+    }
   }
   for (const auto& [family, value] : drops) impl.count_drop(*family, value);
   if (build_info) impl.take_logged_build_info(build_info->version, build_info->git_commit, build_info->order, false);

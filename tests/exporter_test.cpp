@@ -1433,6 +1433,14 @@ TEST_CASE("an exemplar label set of 128 code points is kept, one of 129 is dropp
 }
 
 TEST_CASE("code points: one per character, one per invalid sequence") {
+  for (const std::string_view bytes : {"", "web-07", "m\xC3\xBCnchen \xF0\x9F\x98\x80", "a\xFF\xFE" "b\xE6\x97", "\xED\xA0\x80x",
+                                       "\xF4\x90\x80\x80", "\xC0\xAF\xE0\x80"}) {
+    INFO(bytes);
+    const std::string sanitized = nle::sanitize_utf8(bytes);
+    std::size_t leads = 0;
+    for (char c : sanitized) leads += (static_cast<unsigned char>(c) & 0xC0U) != 0x80U;
+    CHECK(nle::utf8_code_points(bytes) == leads);
+  }
   CHECK(nle::utf8_code_points("") == 0);
   CHECK(nle::utf8_code_points("web-07") == 6);
   CHECK(nle::utf8_code_points("m\xC3\xBCnchen-\xE6\x97\xA5-\xF0\x9F\x98\x80") == 11);
@@ -1519,7 +1527,9 @@ TEST_CASE("recording with exemplars into an existing series does not allocate") 
   const std::vector<Event> events = {report(compliance("CIS-5.2.1", "web-07"), long_id),
                                      report(compliance("CIS-5.2.1", "web-07"), "3b0f5c2e"),
                                      report(runtime_gate_error(), long_id), gate_block_on("host-edge", "web-09"),
-                                     report(compliance("CIS-1", "web-07"), std::string(121, 'y'))};
+                                     report(compliance("CIS-1", "web-07"), std::string(121, 'y')),
+                                     report(compliance("CIS-1", "web-07"), std::string(5000, '\xFF')),
+                                     report(compliance("CIS-1", "web-07"), std::string(100, '\xFF'))};
   for (const Event& event : events) registry.record(event);  // warm-up: series, exemplars, buffers
   const std::uint64_t before = g_allocations.load();
   for (int round = 0; round < 1000; ++round) {
