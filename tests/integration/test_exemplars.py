@@ -160,6 +160,34 @@ class ExemplarTest(unittest.TestCase):
         self.assertNotIn(" # {", text)
         harness.promtool_check_metrics(text)
 
+    def test_the_real_logs_of_one_cp_run_name_the_same_events_in_every_shape(self):
+        """testdata/real: one simulated CP run through the real tracing-subscriber formatters and the
+        real journalctl. Whatever the shape, every series names the same event at the same time."""
+        real = harness.TESTDATA / "real"
+        pages = {}
+        for path in sorted(real.iterdir()):
+            if path.suffix == ".prom":
+                continue
+            samples = harness.parse_openmetrics(self.replay(path, "--output-format", "openmetrics"))
+            pages[path.name] = {(s["name"], tuple(sorted(s["labels"].items()))): s["exemplar"] for s in samples
+                                if s["name"].startswith("nixfleet_") and s["name"].endswith("_total")
+                                and not s["name"].startswith("nixfleet_log_exporter_")}
+        reference = pages["json.log"]
+        named = {key: e for key, e in reference.items() if e is not None}
+        self.assertGreaterEqual(len(named), 10)
+        for name, exemplars in pages.items():
+            with self.subTest(log=name):
+                self.assertEqual(exemplars, reference)
+        # Each names an event that is in the log, on a line of its own series' kind.
+        json_log = (real / "json.log").read_text(encoding="utf-8")
+        for (family, _), exemplar in named.items():
+            if "event_id" in exemplar["labels"]:
+                event_id = exemplar["labels"]["event_id"]
+                line = next(l for l in json_log.splitlines() if event_id in l)
+                self.assertIn("report received", line)
+                kind = "compliancefailure" if "compliance" in family else "runtimegateerror"
+                self.assertIn(kind, line.lower().replace("-", ""))  # compliance-failure or ComplianceFailure
+
     def test_an_exemplar_over_128_code_points_is_left_out_and_counted_and_the_page_stays_valid(self):
         log = Log()
         log.compliance_failure("web-07", "CIS-5.2.1", "kept")

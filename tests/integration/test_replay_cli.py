@@ -130,6 +130,14 @@ class ReplayCliTest(unittest.TestCase):
         self.assertTrue(out.endswith("# EOF\n"))
         self.assertIn("# TYPE nixfleet_gate_block counter", out)
 
+    def test_openmetrics_output_of_every_golden_and_real_log_passes_the_reference_parser(self):
+        real = sorted(p for p in (harness.TESTDATA / "real").iterdir() if p.suffix != ".prom")
+        for path in sorted(GOLDEN.glob("*.log")) + real:
+            with self.subTest(name=path.name):
+                out = harness.run("replay", "--output-format", "openmetrics", path).stdout.decode()
+                samples = harness.parse_openmetrics(out)
+                self.assertTrue(any(s["name"] == "nixfleet_gate_block_total" for s in samples))
+
     def test_series_beyond_the_cap_are_counted_as_dropped(self):
         lines = "".join(
             '{"fields":{"message":"report received","hostname":"h%d","event":"compliance-failure","control_id":"C"}}\n' % i
