@@ -22,7 +22,7 @@ struct IngestConfig {
   InputFormat input_format = InputFormat::auto_detect;
   std::size_t max_line_bytes = 1 << 20;
   std::size_t max_series = 10000;
-  std::size_t max_label_bytes = 1024;  // --max-label-bytes
+  std::size_t max_label_bytes = 256;  // --max-label-bytes
   std::optional<std::string> cp_version;
   std::optional<std::string> cp_git_commit;
 };

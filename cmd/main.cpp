@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <string>
 
+#include "cmd/allocator.h"
 #include "cmd/commands.h"
 #include "exporter/registry.h"
 
@@ -39,7 +40,7 @@ struct IngestFlags {
   std::string input_format = "auto";
   std::size_t max_line_bytes = 1 << 20;
   std::size_t max_series = 10000;
-  std::size_t max_label_bytes = 1024;
+  std::size_t max_label_bytes = 256;
   std::string cp_version;
   std::string cp_git_commit;
 };
@@ -78,6 +79,7 @@ nle::IngestConfig ingest_config(const IngestFlags& flags) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  nle::bound_allocator_slack();
   CLI::App app{"Turns the nixfleet control plane's log into Prometheus metrics.", "nixfleet-log-exporter"};
   app.set_version_flag("--version", nle::version_text());
   app.require_subcommand(1);

@@ -26,7 +26,7 @@ struct RegistryOptions {
   std::size_t max_series_per_family = 10000;  // new label sets beyond this are refused and counted
   // Label values longer than this many bytes (as UTF-8) are truncated (see Registry); below
   // kMinMaxLabelBytes counts as kMinMaxLabelBytes.
-  std::size_t max_label_bytes = 1024;
+  std::size_t max_label_bytes = 256;
   std::optional<std::string> cp_version;      // --cp-version: wins over the log
   std::optional<std::string> cp_git_commit;   // --cp-git-commit: wins over the log
   // nixfleet_log_exporter_build_info's labels, as `--version` prints them ("unknown" when empty).

@@ -153,7 +153,7 @@ class ReplayCliTest(unittest.TestCase):
         long_host = "h" * 5000
         line = ('{"fields":{"message":"report received","hostname":"%s","event":"compliance-failure",'
                 '"control_id":"C"}}\n' % long_host)
-        for args, cap in (([], 1024), (["--max-label-bytes", "100"], 100)):
+        for args, cap in (([], 256), (["--max-label-bytes", "100"], 100)):
             with self.subTest(args=args):
                 result = harness.run("replay", *args, "-", stdin=(line * 3).encode())
                 self.assertEqual(result.returncode, 0, result.stderr.decode())
@@ -165,6 +165,18 @@ class ReplayCliTest(unittest.TestCase):
                 self.assertRegex(host, r"^h+\u2026\[truncated:[0-9a-f]{16}\]$")
                 self.assertEqual(samples[kept[0]], 3)
                 self.assertEqual(samples['nixfleet_log_exporter_label_values_truncated_total{label="host"}'], 3)
+
+    def test_the_longest_dns_name_fits_the_default_label_cap(self):
+        # 253 bytes is the most a DNS name can hold; control ids are far shorter.
+        host = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+        self.assertEqual(len(host), 253)
+        line = ('{"fields":{"message":"report received","hostname":"%s","event":"compliance-failure",'
+                '"control_id":"CIS-5.2.1"}}\n' % host)
+        result = harness.run("replay", "-", stdin=line.encode())
+        self.assertEqual(result.returncode, 0, result.stderr.decode())
+        samples = harness.parse_exposition(result.stdout.decode())
+        self.assertEqual(samples['nixfleet_compliance_failure_events_total{control_id="CIS-5.2.1",host="%s"}' % host], 1)
+        self.assertNotIn('nixfleet_log_exporter_label_values_truncated_total{label="host"}', samples)
 
     def test_max_label_bytes_below_64_is_a_usage_error(self):
         self.assertEqual(harness.run("replay", "--max-label-bytes", "63", GOLDEN / "json.log").returncode, 2)
