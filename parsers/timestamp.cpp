@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstddef>
+#include <cstring>
 
 namespace nle {
 namespace {
@@ -94,18 +95,37 @@ std::optional<LogTimeMicros> json_timestamp(std::string_view line) {
   return std::nullopt;
 }
 
-}  // namespace
-
-std::optional<LogTimeMicros> parse_rfc3339_prefix(std::string_view s) {
+// Days since 1970-01-01 of the `YYYY-MM-DD` at the front of `s`, or nullopt. Lines in a row nearly
+// always share their date, so the last one read is remembered (per thread): a timestamp per
+// counted event (an exemplar's) then costs no calendar arithmetic.
+std::optional<std::int64_t> date_days(std::string_view s) {
+  struct LastDate {
+    std::array<char, 10> text{};
+    std::int64_t days = 0;
+    bool set = false;
+  };
+  thread_local LastDate last;
+  if (s.size() < last.text.size()) return std::nullopt;
+  if (last.set && std::memcmp(s.data(), last.text.data(), last.text.size()) == 0) return last.days;
   const int year = digits(s, 0, 4);
   const int month = digits(s, 5, 2);
   const int day = digits(s, 8, 2);
+  if (year < 0 || month < 1 || month > 12 || day < 1 || day > 31 || s[4] != '-' || s[7] != '-') return std::nullopt;
+  std::memcpy(last.text.data(), s.data(), last.text.size());
+  last.days = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
+  last.set = true;
+  return last.days;
+}
+
+}  // namespace
+
+std::optional<LogTimeMicros> parse_rfc3339_prefix(std::string_view s) {
+  const std::optional<std::int64_t> days = date_days(s);
   const int hour = digits(s, 11, 2);
   const int minute = digits(s, 14, 2);
   const int second = digits(s, 17, 2);
-  if (year < 0 || month < 1 || month > 12 || day < 1 || day > 31 || hour < 0 || hour > 23 || minute < 0 ||
-      minute > 59 || second < 0 || second > 60 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != ' ') ||
-      s[13] != ':' || s[16] != ':') {
+  if (!days || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 60 ||
+      (s[10] != 'T' && s[10] != ' ') || s[13] != ':' || s[16] != ':') {
     return std::nullopt;
   }
   std::size_t at = 19;
@@ -136,8 +156,7 @@ std::optional<LogTimeMicros> parse_rfc3339_prefix(std::string_view s) {
   if (at < s.size() && (is_digit(s[at]) || (s[at] >= 'A' && s[at] <= 'Z') || (s[at] >= 'a' && s[at] <= 'z'))) {
     return std::nullopt;
   }
-  const std::int64_t days = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
-  const std::int64_t seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset_seconds;
+  const std::int64_t seconds = *days * 86400 + hour * 3600 + minute * 60 + second - offset_seconds;
   return seconds * kMicrosPerSecond + micros;
 }
 

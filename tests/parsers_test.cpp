@@ -486,6 +486,14 @@ TEST_CASE("RFC 3339 offsets, fractions and dates are read exactly") {
   CHECK(nle::parse_rfc3339_prefix("2026-11-20T08:14:03.5Z") == kLoggedAt - 11203);
   CHECK(nle::parse_rfc3339_prefix("2024-02-29T00:00:00Z") == 1709164800LL * 1000000);  // leap day
   CHECK(nle::parse_rfc3339_prefix("1969-12-31T23:59:59Z") == -1000000);
+  // The last date read is remembered: one date, another, the first again, and a bad time on a
+  // remembered date, each read as if alone.
+  CHECK(nle::parse_rfc3339_prefix("2026-11-20T08:14:03.511203Z") == kLoggedAt);
+  CHECK(nle::parse_rfc3339_prefix("2024-02-29T00:00:00Z") == 1709164800LL * 1000000);
+  CHECK(nle::parse_rfc3339_prefix("2026-11-20T08:14:03.511203Z") == kLoggedAt);
+  CHECK_FALSE(nle::parse_rfc3339_prefix("2026-11-20T25:14:03Z"));
+  CHECK_FALSE(nle::parse_rfc3339_prefix("2026-11-20"));
+  CHECK(nle::parse_rfc3339_prefix("2026-11-21T08:14:03.511203Z") == kLoggedAt + 86400LL * 1000000);
 }
 
 TEST_CASE("lines without a time give none") {
