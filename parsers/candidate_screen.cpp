@@ -67,27 +67,31 @@ Head read_head(std::string_view l) {
   return head;
 }
 
-// Strict JSON, as tracing writes it, for the part of a line between the message and the span tail
-// (or the line's end): the members left of the object the message is in, then, for nested
-// `fields`, the members of the line's object. Only scalar values, strings with the simple
-// escapes, no blanks; anything else (valid or not) says "not proven". A line proven this way
-// and valid UTF-8 is read by simdjson without error, so turning it away loses no invalid_json
-// or invalid_utf8 skip; what is not proven goes to the parser, which decides.
+// Strict JSON, as tracing writes it, from a line's message to its span tail (or its end): the
+// message, the members left of the object it is in, then, for nested `fields`, the members of
+// the line's object. Only scalar values, strings with the simple escapes and no control bytes,
+// no blanks; anything else (valid or not) is "not proven". A line proven this way and valid
+// UTF-8 is read by simdjson without error, so turning it away loses no invalid_json or
+// invalid_utf8 skip; what is not proven goes to the parser, which decides. Keys the parser acts
+// on whatever the message (`version`, a second `fields`, journald's `MESSAGE` and `__CURSOR`)
+// are not proven either; an escape cannot spell them (only `\u` could, and it is refused).
 class StrictMembers {
  public:
   explicit StrictMembers(std::string_view s) : s_(s) {}
 
-  // From `at` (just past the message's closing quote), with `depth` objects open (1 flattened,
-  // 2 nested): true if the members run to `end`, which is either the line's end (every object
-  // then closed by it) or the span tail's start (only the line's own object still open).
+  // From `at` (the message's opening quote), with `depth` objects open (1 flattened, 2 nested):
+  // true if the members run to `end`, which is either the line's end (every object then closed
+  // by it) or the span tail's start (only the line's own object still open).
   bool run(std::size_t at, long depth, std::size_t end, bool tail) {
     i_ = at;
+    if (!string()) return false;
     for (;;) {
       if (i_ == end) return tail && depth == 1;
       const char c = s_[i_];
       if (c == ',') {
         ++i_;
-        if (!string() || !expect(':') || !value()) return false;
+        const std::size_t key = i_ + 1;
+        if (!string() || parser_key(s_.substr(key, i_ - 1 - key)) || !expect(':') || !value()) return false;
       } else if (c == '}') {
         ++i_;
         if (--depth == 0) return !tail && i_ == end;
@@ -96,30 +100,44 @@ class StrictMembers {
       }
     }
   }
+  // A byte of 0x80 or more may have been seen: UTF-8 must be checked.
+  bool non_ascii() const { return non_ascii_; }
 
  private:
+  static bool parser_key(std::string_view key) {
+    return key == "version" || key == "fields" || key == "MESSAGE" || key == "__CURSOR";
+  }
   bool expect(char c) {
     if (i_ >= s_.size() || s_[i_] != c) return false;
     ++i_;
     return true;
   }
-  // The next '"' or '\\' at or after i_, or the end; 16 bytes at a time where they are there.
-  std::size_t next_special() const {
+  // The next '"', '\\' or control byte at or after i_, or the end; 16 bytes at a time where
+  // they are there (the bytes of a block past it count for non_ascii_: at worst a needless check).
+  std::size_t next_special() {
     std::size_t j = i_;
 #if defined(__x86_64__)
     const __m128i quote = _mm_set1_epi8('"');
     const __m128i backslash = _mm_set1_epi8('\\');
+    const __m128i space = _mm_set1_epi8(0x20);
     for (; j + 16 <= s_.size(); j += 16) {
       const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s_.data() + j));
-      const auto mask = static_cast<unsigned>(
-          _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash))));
+      const auto high = static_cast<unsigned>(_mm_movemask_epi8(x));
+      non_ascii_ |= high != 0;
+      // Signed compare: bytes of 0x80 and more are negative, so take them out again.
+      const auto control = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmplt_epi8(x, space))) & ~high;
+      const auto mask = control | static_cast<unsigned>(_mm_movemask_epi8(
+                                      _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash))));
       if (mask != 0) return j + static_cast<std::size_t>(__builtin_ctz(mask));
     }
 #endif
-    while (j < s_.size() && s_[j] != '"' && s_[j] != '\\') ++j;
+    for (; j < s_.size(); ++j) {
+      const auto c = static_cast<unsigned char>(s_[j]);
+      non_ascii_ |= c >= 0x80;
+      if (c == '"' || c == '\\' || c < 0x20) break;
+    }
     return j;
   }
-  // A string. Control bytes were ruled out by the byte pass over the same bytes.
   bool string() {
     if (!expect('"')) return false;
     while (i_ < s_.size()) {
@@ -127,11 +145,10 @@ class StrictMembers {
       if (i_ >= s_.size()) return false;
       const char c = s_[i_++];
       if (c == '"') return true;
-      if (c == '\\') {
-        if (i_ >= s_.size()) return false;
-        const char e = s_[i_++];
-        if (std::strchr("\"\\/bfnrt", e) == nullptr || e == '\0') return false;  // `\u` too: not proven
-      }
+      if (c != '\\') return false;  // a control byte
+      if (i_ >= s_.size()) return false;
+      const char e = s_[i_++];
+      if (e == '\0' || std::strchr("\"\\/bfnrt", e) == nullptr) return false;  // `\u` too: not proven
     }
     return false;
   }
@@ -173,6 +190,7 @@ class StrictMembers {
 
   std::string_view s_;
   std::size_t i_ = 0;
+  bool non_ascii_ = false;
 };
 
 // tracing-subscriber's span metadata at the end of a JSON line: `"span"` (the current span) and
@@ -601,37 +619,21 @@ struct CandidateScreen::Impl {
     const Head head = read_head(line);
     if (!head.ok || head.message == parsers::kGateHeld) return ScreenVerdict::parse;
     const bool report = head.message == parsers::kReportReceived;
-    // Keys after the span tail's start are span metadata, if the tail is what tracing writes.
-    // The line before the tail goes first through the byte pass: an event value or a `version`
-    // there sends the line to the parser before RE2 looks at the tail. A proven tail is well
-    // formed, closes the line's object and needs no further look; then exactly the line's own
-    // `{` is open before it. Otherwise the tail goes through the byte pass too.
+    // From the message to the span tail's start (or the line's end), strict JSON members and no
+    // key the parser acts on; in a report, no counting event value either (found by the byte pass,
+    // wherever it is). Only then does RE2 look at the span tail: keys after its start are span
+    // metadata if the tail is what tracing writes, and a proven tail is well formed, valid UTF-8
+    // and closes the line's object. Any other tail is not proven.
     constexpr std::string_view kSpan = ",\"span\":{";
     const std::size_t span = parsers::find_bytes(line, kSpan, head.end);
-    const std::size_t end = span == std::string_view::npos ? line.size() : span;
-    // The head is known to be ASCII without control bytes, brackets or braces but its own.
+    const bool tail = span != std::string_view::npos;
+    const std::size_t end = tail ? span : line.size();
     const std::string_view body = line.substr(head.message_start, end - head.message_start);
-    ScreenFacts f = facts(body, head.end - head.message_start, body.size(), report);
-    if (f.forbidden || f.control) return ScreenVerdict::parse;
-    f.braces += head.open_braces;
-    long open_braces = 0;
-    std::string_view utf8 = line.substr(head.message_start);  // what nothing proved to be UTF-8
-    if (span != std::string_view::npos && is_span_tail(line.substr(span))) {
-      open_braces = 1;
-      utf8 = body;
-    } else if (span != std::string_view::npos) {
-      const std::string_view tail = line.substr(span);
-      const ScreenFacts t = facts(tail, 0, tail.size(), report);
-      if (t.forbidden || t.control) return ScreenVerdict::parse;
-      f.braces += t.braces;
-      f.brackets += t.brackets;
-      f.non_ascii |= t.non_ascii;
-    }
-    if (f.braces != open_braces || f.brackets != 0) return ScreenVerdict::parse;
-    if (f.non_ascii && !simdjson::validate_utf8(utf8.data(), utf8.size())) return ScreenVerdict::parse;
-    if (!StrictMembers(line).run(head.end, head.open_braces, open_braces == 1 ? span : line.size(), open_braces == 1)) {
-      return ScreenVerdict::parse;
-    }
+    if (report && facts(body, head.end - head.message_start, body.size(), true).forbidden) return ScreenVerdict::parse;
+    StrictMembers members(line);
+    if (!members.run(head.message_start - 1, head.open_braces, end, tail)) return ScreenVerdict::parse;
+    if (members.non_ascii() && !simdjson::validate_utf8(body.data(), body.size())) return ScreenVerdict::parse;
+    if (tail && !is_span_tail(line.substr(span))) return ScreenVerdict::parse;
     return report ? ScreenVerdict::quiet_report : ScreenVerdict::not_an_event;
   }
 };

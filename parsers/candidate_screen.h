@@ -8,13 +8,14 @@
 // message: a message other than the two event messages, with no `version` key outside the span
 // metadata (tower-http's request spans say `"version":"HTTP/1.1"`, LOG-FORMAT section 4 takes
 // build info only from the event's own fields); and a `report received` whose line spells no
-// counting event value anywhere outside its spans (activation-*, stale-target, ...). A span tail
-// is proven to be span metadata only by an anchored RE2 pattern of tracing's `"span"`/`"spans"`
-// records. Lines with `\u` escapes, journald keys, a second `fields`, control bytes, invalid
-// UTF-8 or unbalanced brackets (a truncated line) always go to the parser. So does every line
-// whose members between the message and the span tail are not strict JSON as tracing writes it
-// (scalar values, simple escapes, no blanks): a line the screen turns away is one simdjson
-// reads without error, so no invalid_json or invalid_utf8 skip is lost.
+// counting event value anywhere outside its spans (activation-*, stale-target, ...). From the
+// message to the span tail the line must be strict JSON as tracing writes it (scalar values,
+// simple escapes, no control bytes, no blanks, valid UTF-8) with no key the parser acts on
+// (`version`, a second `fields`, journald's `MESSAGE`, `__CURSOR`); the span tail is proven to be
+// span metadata only by an anchored RE2 pattern of tracing's `"span"`/`"spans"` records. So a
+// line the screen turns away is one simdjson reads without error: no invalid_json or
+// invalid_utf8 skip is lost. Everything else (escapes such as `\u`, truncated or garbled lines,
+// nested values, other tails) goes to the parser.
 //
 // Text lines (tracing's fmt, plain or coloured), only when the next line is known: a text record
 // may continue on the next lines, so a line is turned away only if the next one starts a record
