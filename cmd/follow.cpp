@@ -247,9 +247,10 @@ class Ingestion {
   Ingestion(SharedRegistry& shared, InputFormat format, StateSaver* saver, std::uint64_t first_order)
       : shared_(shared), format_(format), saver_(saver), order_(first_order) {}
 
-  void line(std::string_view input, std::string_view line) {
+  // `logged_at`: the journal entry's time, for events whose line has none (see LineParser::parse).
+  void line(std::string_view input, std::string_view line, std::optional<LogTimeMicros> logged_at = std::nullopt) {
     hold_lock();
-    ingester_for(input).line(line, ++order_);
+    ingester_for(input).line(line, ++order_, logged_at);
   }
   void oversize(std::string_view input, std::uint64_t bytes) {
     hold_lock();
@@ -384,7 +385,8 @@ class JournalIngestSink final : public JournalSink {
     shared_.journal_caught_up.store(false, std::memory_order_relaxed);
     if (realtime_usec > 0) shared_.journal_entry_time.store(static_cast<double>(realtime_usec) / 1e6, std::memory_order_relaxed);
     ingestion_.bytes(kInput, message.size() + 1);
-    ingestion_.line(kInput, message);
+    ingestion_.line(kInput, message,
+                    realtime_usec > 0 ? std::optional<LogTimeMicros>(static_cast<LogTimeMicros>(realtime_usec)) : std::nullopt);
     cursor_.assign(cursor);
     // Publish now and then while catching up on a backlog, so a crash re-reads little.
     if (++since_publish_ >= 4096) publish();

@@ -22,7 +22,7 @@ RegistryOptions registry_options(const IngestConfig& config) {
   return options;
 }
 
-void LineIngester::line(std::string_view line, std::uint64_t order) {
+void LineIngester::line(std::string_view line, std::uint64_t order, std::optional<LogTimeMicros> logged_at) {
   ++pending_lines_;
   if (!reference_ && !parser_.holds_record()) {
     // The block path's stages for one line: a line with no needle cannot matter (the parser
@@ -30,7 +30,7 @@ void LineIngester::line(std::string_view line, std::uint64_t order) {
     if (!line_holds_needle(line)) return;
     if (screening_ && screen_.screen(line) != ScreenVerdict::parse) return;
   }
-  record(parser_.parse(line), order);
+  record(parser_.parse(line, logged_at), order);
 }
 
 void LineIngester::parse_line(std::string_view line, std::uint64_t order) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -25,7 +26,9 @@ class LineIngester {
   // One complete line, newline removed. `order` ranks build-info lines: the highest wins. A line
   // holding no relevance needle, or turned away by the candidate screen, is only counted (as in
   // lines(), so follow and replay take the same stages); the reference path parses every line.
-  void line(std::string_view line, std::uint64_t order);
+  // `logged_at`: the transport's time for the line (a journal entry's), for exemplars of events
+  // whose line carries no time (LineParser::parse).
+  void line(std::string_view line, std::uint64_t order, std::optional<LogTimeMicros> logged_at = std::nullopt);
   // A run of whole lines, each ending in "\n" (a "\r" before it is chomped), that starts at byte
   // `offset` of an input whose line orders are `order_base + offset just past the line`. Counts
   // exactly as line() / oversize_line() for each line would, but only lines that may matter reach

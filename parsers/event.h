@@ -26,8 +26,9 @@ struct Event {
   std::string_view gate;        // gate_block: the gate kind
   // What names this one event for an exemplar (exporter/exemplar.h); found only on lines that count.
   std::string_view event_id;    // reports: the CP's `event_id`, empty when the line has none
-  // When it was logged, in Unix microseconds: the CP line's own time, else (a journald record
-  // whose line has none) the record's __REALTIME_TIMESTAMP; nullopt when there is neither.
+  // When it was logged, in Unix microseconds: the CP line's own time, else the journal entry's
+  // __REALTIME_TIMESTAMP (a journald JSON record's, or the time LineParser::parse was given);
+  // nullopt when there is neither.
   std::optional<std::int64_t> log_time_micros;
 };
 

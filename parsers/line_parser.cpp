@@ -129,6 +129,8 @@ struct LineParser::Impl {
   std::optional<LogTimeMicros> held_fallback_time;
   // The journald record whose MESSAGE is being read, for its __REALTIME_TIMESTAMP; else empty.
   std::string_view journald_record;
+  // parse()'s logged_at: the transport's time for the line being read.
+  std::optional<LogTimeMicros> logged_at;
 
   explicit Impl(InputFormat f) : format(f) {}
 
@@ -143,8 +145,9 @@ struct LineParser::Impl {
     read_text_record(arena.put(held));
   }
 
-  std::optional<LogTimeMicros> journald_record_time() const {
-    return journald_record.empty() ? std::nullopt : line_timestamp(journald_record);
+  // When the transport says the line in hand was logged: its journald record, else parse()'s logged_at.
+  std::optional<LogTimeMicros> transport_time() const {
+    return journald_record.empty() ? logged_at : line_timestamp(journald_record);
   }
 
   // Gives the events classify() added since `first` the time `line` was logged, else `fallback`'s.
@@ -205,7 +208,8 @@ struct LineParser::Impl {
       held.assign(text);
       holding = true;
       held_fallback_time.reset();
-      if (inside_journald && !line_timestamp(text)) held_fallback_time = journald_record_time();
+      // Only a transport that has a time of its own needs the line's checked now.
+      if ((inside_journald || logged_at) && !line_timestamp(text)) held_fallback_time = transport_time();
     } else if (holding) {
       if (held.size() + 1 + text.size() <= kMaxHeldBytes) {
         held += '\n';
@@ -248,7 +252,7 @@ struct LineParser::Impl {
     }
     const std::size_t first = out.events.size();
     parsers::classify(json_line.fields, out);
-    stamp_log_time(first, line, [&] { return journald_record_time(); });
+    stamp_log_time(first, line, [&] { return transport_time(); });
   }
 
   void begin() {
@@ -267,8 +271,9 @@ struct LineParser::Impl {
     return result;
   }
 
-  const ParseResult& parse(std::string_view line) {
+  const ParseResult& parse(std::string_view line, std::optional<LogTimeMicros> line_logged_at) {
     begin();
+    logged_at = line_logged_at;
     if (holding) read_cp_line(line, false, false);
     else if (may_be_relevant(line)) read_cp_line(line, false, true);
     return end();
@@ -276,6 +281,7 @@ struct LineParser::Impl {
 
   const ParseResult& finish() {
     begin();
+    logged_at.reset();
     complete_held();
     return end();
   }
@@ -300,7 +306,9 @@ LineParser::~LineParser() = default;
 LineParser::LineParser(LineParser&&) noexcept = default;
 LineParser& LineParser::operator=(LineParser&&) noexcept = default;
 
-const ParseResult& LineParser::parse(std::string_view line) { return impl_->parse(line); }
+const ParseResult& LineParser::parse(std::string_view line, std::optional<LogTimeMicros> logged_at) {
+  return impl_->parse(line, logged_at);
+}
 const ParseResult& LineParser::finish() { return impl_->finish(); }
 bool LineParser::holds_record() const { return impl_->holding; }
 bool LineParser::starts_record(std::string_view line) { return impl_->starts_record(line); }

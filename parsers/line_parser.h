@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "parsers/event.h"
+#include "parsers/timestamp.h"
 
 namespace nle {
 
@@ -59,7 +60,10 @@ class LineParser {
   // lines (journald even stores each as its own entry). So a text line is held until the next
   // line shows whether it continues; parse() then returns the completed record's events along
   // with whatever the new line completes itself (a JSON line is complete at once).
-  const ParseResult& parse(std::string_view line);
+  // `logged_at`: when the transport says the line was logged (the native journal entry's
+  // __REALTIME_TIMESTAMP), for events whose line carries no time of its own; a journald JSON
+  // record's own __REALTIME_TIMESTAMP is read from the record.
+  const ParseResult& parse(std::string_view line, std::optional<LogTimeMicros> logged_at = std::nullopt);
   // End of input, or the source caught up with its writer: completes a held text record.
   const ParseResult& finish();
   // A text record is held: the next lines must reach parse(), relevant or not.

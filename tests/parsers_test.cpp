@@ -625,3 +625,19 @@ TEST_CASE("a record split over journald entries takes the time of the entry it b
   const std::string timed = entry("1", "2026-11-20T08:14:03.511203Z  INFO report: report received hostname=web-16 x=y:");
   CHECK(named_of_lines({timed, second, next}).at(0).log_time_micros == k081403);
 }
+
+TEST_CASE("a line without a time takes the time its transport gives, as the native journal does") {
+  constexpr std::int64_t kEntryTime = 1795162443000009;
+  const std::string untimed = " INFO report: report received hostname=h event=runtime-gate-error event_id=e4";
+  LineParser parser;
+  std::vector<std::optional<std::int64_t>> times;
+  const auto collect_times = [&](const nle::ParseResult& result) {
+    for (const nle::Event& e : result.events) times.push_back(e.log_time_micros);
+  };
+  collect_times(parser.parse(untimed, kEntryTime));
+  collect_times(parser.parse(R"J({"fields":{"message":"report received","event":"runtime-gate-error"}})J", kEntryTime + 1));
+  collect_times(parser.parse(kNamedText, kEntryTime + 2));  // the line's own time wins
+  collect_times(parser.parse(untimed));                     // neither: none
+  collect_times(parser.finish());
+  CHECK(times == std::vector<std::optional<std::int64_t>>{kEntryTime, kEntryTime + 1, k081403, std::nullopt});
+}

@@ -16,6 +16,7 @@ import time
 import unittest
 
 import harness
+import journal_fixture
 import prometheus_server
 
 CF_FAMILY = "nixfleet_compliance_failure_events"
@@ -248,6 +249,26 @@ class ExemplarTest(unittest.TestCase):
             harness.append(path, json_report("compliance-failure", time.time(), "after-restart", "web-07",
                                              "CIS-5.2.1").encode())
             harness.wait_for(lambda: named(exporter) == "after-restart", timeout=15, message="after-restart")
+
+    def test_the_native_journal_gives_its_entry_time_to_lines_without_one(self):
+        """A CP under systemd often logs without time (journald keeps it): --journal-unit/-directory
+        reads only MESSAGE, so the entry's __REALTIME_TIMESTAMP is the event's log time."""
+        journal = self.tmp / "journal"
+        untimed = " INFO report: report received hostname=web-07 event=compliance-failure control_id=C event_id=j-1"
+        timed = text_report("compliance-failure", Log.T0, "j-2", "web-08", "C").rstrip("\n")
+        stamps = [1795162443000007, 1795162444000008]
+        journal_fixture.make_journal(journal, [untimed, timed], realtime=stamps)
+        with harness.follow("--journal-directory", journal, "--from-beginning", stderr_dir=self.tmp) as exporter:
+            def exemplars():
+                samples = harness.parse_openmetrics(exporter.scrape(harness.OPENMETRICS_ACCEPT))
+                return exemplars_of(samples, CF_FAMILY)
+            harness.wait_for(lambda: len([e for e in exemplars().values() if e]) == 2, timeout=15,
+                             message="both journal entries counted")
+            got = exemplars()
+        self.assertEqual(got[cf_labels("web-07", "C")]["labels"], {"event_id": "j-1"})
+        self.assertAlmostEqual(got[cf_labels("web-07", "C")]["timestamp"], stamps[0] / 1e6, delta=1e-6)
+        # A line with its own time keeps it.
+        self.assertAlmostEqual(got[cf_labels("web-08", "C")]["timestamp"], Log.T0, delta=1e-6)
 
     @harness.slow
     def test_prometheus_query_exemplars_returns_the_last_compliance_failure_of_a_host_and_control(self):
