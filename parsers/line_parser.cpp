@@ -125,7 +125,8 @@ struct LineParser::Impl {
   std::string held;
   bool holding = false;
   static constexpr std::size_t kMaxHeldBytes = 1 << 20;
-  // The held record's time when its own text has none: the journald record it came in.
+  // The held record's time when its own text has none: the one its transport gave (the journald
+  // record it came in, or parse()'s logged_at).
   std::optional<LogTimeMicros> held_fallback_time;
   // The journald record whose MESSAGE is being read, for its __REALTIME_TIMESTAMP; else empty.
   std::string_view journald_record;
