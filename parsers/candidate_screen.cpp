@@ -523,10 +523,11 @@ bool text_report_is_quiet(std::string_view body) {
   constexpr std::string_view kVersion = " version=";
   const std::size_t report = parsers::find_bytes(body, parsers::kReportReceived);
   if (report == std::string_view::npos) return false;
-  if (std::memchr(body.data(), '\\', body.size()) != nullptr) return false;
-  for (std::string_view token : {kGateHeldTail, std::string_view("ompliance"), std::string_view("untime")}) {
+  // A counting value first: on a line that counts, the search ends there.
+  for (std::string_view token : {std::string_view("ompliance"), std::string_view("untime"), kGateHeldTail}) {
     if (parsers::contains_bytes(body, token)) return false;
   }
+  if (std::memchr(body.data(), '\\', body.size()) != nullptr) return false;
   if (parsers::find_bytes(body, kVersion, report) != std::string_view::npos) return false;
   std::size_t counted = 0;
   int depth = 0;
