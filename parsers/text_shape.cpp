@@ -35,7 +35,8 @@ std::size_t find_level_in(std::string_view s) {
   for (int token = 0; token < 3; ++token) {
     while (i < s.size() && s[i] == ' ') ++i;
     const std::size_t start = i;
-    while (i < s.size() && s[i] != ' ') ++i;
+    const void* space = std::memchr(s.data() + i, ' ', s.size() - i);  // a timestamp is ~30 bytes
+    i = space != nullptr ? static_cast<std::size_t>(static_cast<const char*>(space) - s.data()) : s.size();
     const std::size_t length = i - start;
     if (length == 0) return std::string_view::npos;
     if ((length != 4 && length != 5) || i == s.size()) continue;  // no level, or nothing after it
