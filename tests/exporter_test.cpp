@@ -1524,12 +1524,16 @@ TEST_CASE("merging ranges in input order gives the exemplars of reading the inpu
 TEST_CASE("recording with exemplars into an existing series does not allocate") {
   Registry registry;
   const std::string long_id(120, 'x');  // beyond the small-string buffer
+  // Events hold views: the ids live as long as the events.
+  const std::string too_long_id(121, 'y');
+  const std::string invalid_id(5000, '\xFF');
+  const std::string invalid_short_id(100, '\xFF');
   const std::vector<Event> events = {report(compliance("CIS-5.2.1", "web-07"), long_id),
                                      report(compliance("CIS-5.2.1", "web-07"), "3b0f5c2e"),
                                      report(runtime_gate_error(), long_id), gate_block_on("host-edge", "web-09"),
-                                     report(compliance("CIS-1", "web-07"), std::string(121, 'y')),
-                                     report(compliance("CIS-1", "web-07"), std::string(5000, '\xFF')),
-                                     report(compliance("CIS-1", "web-07"), std::string(100, '\xFF'))};
+                                     report(compliance("CIS-1", "web-07"), too_long_id),
+                                     report(compliance("CIS-1", "web-07"), invalid_id),
+                                     report(compliance("CIS-1", "web-07"), invalid_short_id)};
   for (const Event& event : events) registry.record(event);  // warm-up: series, exemplars, buffers
   const std::uint64_t before = g_allocations.load();
   for (int round = 0; round < 1000; ++round) {
