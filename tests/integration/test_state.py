@@ -56,10 +56,21 @@ class StateFileTest(unittest.TestCase):
         size = self.log.stat().st_size
         rng = random.Random(20261124)
         offsets = []
-        for _ in range(8):
+        # The kills follow the exporter's progress, not the clock: a wall-clock schedule lands every kill
+        # after the end on a machine that reads 160 MB faster than the schedule assumed. The first two
+        # kills come at random early moments (before or around the first save); the others once the
+        # saved offset has passed a random point further into the file, plus a random few ms.
+        for attempt in range(8):
             exporter = harness.start_follow(self.log, "--from-beginning", "--state-file", self.state,
                                             "--state-interval", "20ms", wait_ready=False, stderr_dir=self.tmp)
-            time.sleep(rng.uniform(0.02, 0.3))
+            if attempt < 2:
+                time.sleep(rng.uniform(0.0, 0.05))
+            else:
+                target = self.saved_offset() + (size - self.saved_offset()) * rng.uniform(0.1, 0.4)
+                deadline = time.monotonic() + 60
+                while self.saved_offset() < target and exporter.proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                time.sleep(rng.uniform(0.0, 0.01))
             exporter.stop(signal.SIGKILL)
             offsets.append(self.saved_offset())
         self.assertTrue(any(0 < offset < size for offset in offsets), f"no kill landed mid-file: {offsets}")
