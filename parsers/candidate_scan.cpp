@@ -24,11 +24,12 @@ struct Anchor {
   unsigned char i;
   unsigned char j;
 };
-// The encoded journald needles share "118,101," ("ve": in "received", "level", "version") or
-// its spaced twin, so two anchors stand for six needles.
+// The encoded journald needles, compact or spaced, share "118," ("v": in "received", "level",
+// "version"), so one anchor stands for six needles; "8," is rare outside byte arrays. The counting
+// event values share "ompliance" or "untime", so two anchors stand for four needles.
 constexpr Anchor kAnchors[] = {
-    {"report received", 2, 9},  {"held by fleet-level gate", 0, 20}, {"version", 0, 3},
-    {"\"MESSAGE\":null", 1, 10}, {"118,101,", 2, 6},                  {"118, 101, ", 2, 6},
+    {"report received", 2, 9}, {"ompliance", 2, 7}, {"untime", 0, 4},           {"held by fleet-level gate", 0, 20},
+    {"version", 0, 3},         {"118,", 2, 3},      {"\"MESSAGE\":null", 1, 10},
 };
 constexpr std::size_t kAnchorCount = sizeof kAnchors / sizeof kAnchors[0];
 
@@ -78,20 +79,27 @@ struct Tables {
   struct Covered {
     std::string_view needle;
     std::size_t offset;
+    bool ask_where;  // needle_occurrence_counts() may say no: only for `version`, `report received`
   };
   std::vector<Covered> covered[kAnchorCount];
+  // Which anchors start with each byte, as bits: a hit is compared with those only.
+  std::uint8_t anchors_starting_with[256] = {};
   bool covers_all = true;
 };
+static_assert(kAnchorCount <= 8, "anchors_starting_with holds a bit per anchor");
 
 const Tables& tables() {
   static const Tables t = [] {
     Tables built;
+    for (std::size_t a = 0; a < kAnchorCount; ++a) {
+      built.anchors_starting_with[static_cast<unsigned char>(kAnchors[a].text[0])] |= static_cast<std::uint8_t>(1u << a);
+    }
     for (std::string_view needle : relevance_needles()) {
       bool found = false;
       for (std::size_t a = 0; a < kAnchorCount && !found; ++a) {
         const std::size_t at = needle.find(kAnchors[a].text);
         if (at == std::string_view::npos) continue;
-        built.covered[a].push_back({needle, at});
+        built.covered[a].push_back({needle, at, needle_counts_only_somewhere(needle)});
         found = true;
       }
       if (!found) built.covers_all = false;
@@ -101,16 +109,32 @@ const Tables& tables() {
   return t;
 }
 
+// memcmp() for the few bytes of an anchor or needle, without a call.
+inline bool same_bytes(const char* p, std::string_view s) {
+  for (std::size_t k = 0; k < s.size(); ++k) {
+    if (p[k] != s[k]) return false;
+  }
+  return true;
+}
+
 // Is a relevance needle at `at`, given that some anchor's byte pair matched there?
 bool verify(const Tables& t, const char* d, std::size_t size, std::size_t at) {
-  for (std::size_t a = 0; a < kAnchorCount; ++a) {
+  for (unsigned bits = t.anchors_starting_with[static_cast<unsigned char>(d[at])]; bits != 0; bits &= bits - 1) {
+    const std::size_t a = static_cast<std::size_t>(__builtin_ctz(bits));
     const std::string_view anchor = kAnchors[a].text;
-    if (size - at < anchor.size() || std::memcmp(d + at, anchor.data(), anchor.size()) != 0) continue;
+    // The pair first: most hits of a pair are not its anchor.
+    if (size - at < anchor.size() || d[at + kAnchors[a].i] != anchor[kAnchors[a].i] ||
+        d[at + kAnchors[a].j] != anchor[kAnchors[a].j] || !same_bytes(d + at, anchor)) {
+      continue;
+    }
     for (const Tables::Covered& c : t.covered[a]) {
       if (at < c.offset) continue;
       const std::size_t start = at - c.offset;
       if (size - start < c.needle.size()) continue;
-      if (std::memcmp(d + start, c.needle.data(), c.needle.size()) == 0) return true;
+      if (same_bytes(d + start, c.needle) &&
+          (!c.ask_where || needle_occurrence_counts(std::string_view(d, size), start, c.needle))) {
+        return true;
+      }
     }
   }
   return false;

@@ -25,27 +25,63 @@ bool is_ident_byte(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
-// A `version` field name, as JSON (`"version"`, `\"version\"` inside journald's MESSAGE string)
-// or text (`version=`, coloured `version\x1b[0m`), but not `agent_version` or prose.
-bool has_version_field(std::string_view line) {
-  constexpr std::string_view kVersion = "version";
-  const char* p = line.data();
-  const char* const end = p + line.size();
-  while (p < end) {
-    const std::size_t at = parsers::find_bytes(line, kVersion, static_cast<std::size_t>(p - line.data()));
-    if (at == std::string_view::npos) return false;
-    const char* v = line.data() + at;
-    const char* after = v + kVersion.size();
-    // Coloured field names start right after an SGR sequence such as ESC[3m.
-    const bool after_sgr = v - line.data() >= 3 && v[-1] == 'm' &&
-                           std::memchr(v - std::min<std::ptrdiff_t>(v - line.data(), 6), '\x1b',
-                                       static_cast<std::size_t>(std::min<std::ptrdiff_t>(v - line.data(), 6))) != nullptr;
-    const bool starts_name = v == line.data() || !is_ident_byte(v[-1]) || after_sgr;
-    const bool ends_name = after < end && (*after == '"' || *after == '=' || *after == '\\' || *after == '\x1b');
-    if (starts_name && ends_name) return true;
-    p = v + 1;
+// Is the `version` at `v` (in a line, or in a block of lines: nothing here looks past a "\n") a
+// field name, as JSON (`"version"`, `\"version\"` inside journald's MESSAGE string) or text
+// (`version=`, coloured `version\x1b[0m`), but not `agent_version` or prose?
+bool is_version_field_name(const char* begin, const char* end, const char* v) {
+  constexpr std::size_t kVersionSize = 7;
+  const char* after = v + kVersionSize;
+  if (after >= end || !(*after == '"' || *after == '=' || *after == '\\' || *after == '\x1b')) return false;
+  if (v == begin || v[-1] == '\n' || !is_ident_byte(v[-1])) return true;
+  // Coloured field names start right after an SGR sequence such as ESC[3m.
+  if (v[-1] != 'm') return false;
+  for (const char* p = v - 2; p >= begin && p >= v - 6 && *p != '\n'; --p) {
+    if (*p == '\x1b') return true;
   }
   return false;
+}
+
+// Does the value of the `version` field name ending at `after` start with `HTTP/`? tower-http's
+// request spans record the request's protocol as `version` (`"version":"HTTP/1.1"`,
+// `version=HTTP/1.1`): on a busy CP most lines carry one, and none is the CP's version. Between the
+// name and the value only the separators of the shapes are stepped over: quotes, backslashes
+// (journald's escaped JSON), `:`, `=` and colour escapes. Never looks past a "\n".
+bool version_value_is_http(const char* after, const char* end) {
+  const char* p = after;
+  for (int steps = 0; p < end && steps < 32; ++steps) {
+    const char c = *p;
+    if (c == '"' || c == '\\' || c == ':' || c == '=') {
+      ++p;
+    } else if (c == '\x1b') {
+      // ESC [ parameters m, as strip_ansi() removes them.
+      const char* q = p + 1;
+      if (q >= end || *q != '[') return false;
+      ++q;
+      while (q < end && ((*q >= '0' && *q <= '9') || *q == ';')) ++q;
+      if (q >= end || *q != 'm') return false;
+      p = q + 1;
+    } else {
+      break;
+    }
+  }
+  constexpr std::string_view kHttp = "HTTP/";
+  return static_cast<std::size_t>(end - p) >= kHttp.size() && std::memcmp(p, kHttp.data(), kHttp.size()) == 0;
+}
+
+// A `version` field that may be build info: a field name whose value is not a request's protocol.
+bool is_build_info_version_at(const char* begin, const char* end, const char* v) {
+  return is_version_field_name(begin, end, v) && !version_value_is_http(v + 7, end);
+}
+
+bool has_version_field(std::string_view line) {
+  constexpr std::string_view kVersion = "version";
+  std::size_t from = 0;
+  while (true) {
+    const std::size_t at = parsers::find_bytes(line, kVersion, from);
+    if (at == std::string_view::npos) return false;
+    if (is_build_info_version_at(line.data(), line.data() + line.size(), line.data() + at)) return true;
+    from = at + 1;
+  }
 }
 
 // The event messages spelled as journald spells a MESSAGE that is not printable UTF-8: an array
@@ -62,6 +98,42 @@ constexpr std::string_view kGateHeldTail = "held by fleet-level gate";
 
 bool has_event_message(std::string_view line) {
   return contains(line, parsers::kReportReceived) || contains(line, kGateHeldTail);
+}
+
+// The `event` values that count (LOG-FORMAT section 3), as the CP spells them: serde and Display
+// never escape a letter, so a report that counts spells one of them in its bytes.
+constexpr std::string_view kCountingValues[] = {"compliance-failure", "ComplianceFailure", "runtime-gate-error",
+                                                "RuntimeGateError"};
+
+// Is the `report received` at `r` a tracing JSON line's message (`"message":"report received"`)?
+// Such a line is one whole record: it counts only if it also spells a counting value. Any other
+// `report received` (a text record, whose fields may go on in continuation lines; journald's
+// escaped JSON) is a candidate by itself, as before.
+bool is_json_report_message(const char* begin, const char* end, const char* r) {
+  constexpr std::string_view kBefore = "\"message\":\"";
+  const char* after = r + parsers::kReportReceived.size();
+  return static_cast<std::size_t>(r - begin) >= kBefore.size() &&
+         std::memcmp(r - kBefore.size(), kBefore.data(), kBefore.size()) == 0 && after < end && *after == '"';
+}
+
+// A message that may count: a GateBlock's; a `report received` that is not a tracing JSON line's
+// message; or a JSON one whose line spells a counting value. Most reports on a busy CP are of
+// kinds that never count (activation-*, stale-target, ...): a JSON one is turned away here
+// without a parse.
+bool may_hold_counting_message(std::string_view line) {
+  bool report = false;
+  const char* const end = line.data() + line.size();
+  for (std::size_t at = parsers::find_bytes(line, parsers::kReportReceived, 0); at != std::string_view::npos;
+       at = parsers::find_bytes(line, parsers::kReportReceived, at + 1)) {
+    if (!is_json_report_message(line.data(), end, line.data() + at)) return true;
+    report = true;
+  }
+  if (report) {
+    for (std::string_view v : kCountingValues) {
+      if (contains(line, v)) return true;
+    }
+  }
+  return contains(line, kGateHeldTail);
 }
 
 bool has_encoded_keyword(std::string_view line) {
@@ -96,16 +168,27 @@ std::string_view find_journal_cursor(std::string_view line) {
 
 std::span<const std::string_view> relevance_needles() {
   static constexpr std::string_view kNeedles[] = {
-      parsers::kReportReceived, kGateHeldTail,          "version",
-      "\"MESSAGE\":null",        kEncodedReportReceived, kEncodedReportReceivedSpaced,
-      kEncodedGateHeld,         kEncodedGateHeldSpaced, kEncodedVersion,
-      kEncodedVersionSpaced,
+      parsers::kReportReceived, kCountingValues[0],           kCountingValues[1], kCountingValues[2],
+      kCountingValues[3],       kGateHeldTail,                "version",          "\"MESSAGE\":null",
+      kEncodedReportReceived, kEncodedReportReceivedSpaced, kEncodedGateHeld,   kEncodedGateHeldSpaced,
+      kEncodedVersion,        kEncodedVersionSpaced,
   };
   return kNeedles;
 }
 
+bool needle_occurrence_counts(std::string_view bytes, std::size_t at, std::string_view needle) {
+  const char* const end = bytes.data() + bytes.size();
+  if (needle == "version") return is_build_info_version_at(bytes.data(), end, bytes.data() + at);
+  if (needle == parsers::kReportReceived) return !is_json_report_message(bytes.data(), end, bytes.data() + at);
+  return true;
+}
+
+bool needle_counts_only_somewhere(std::string_view needle) {
+  return needle == "version" || needle == parsers::kReportReceived;
+}
+
 bool may_be_relevant(std::string_view line) {
-  if (has_event_message(line) || has_version_field(line)) return true;
+  if (may_hold_counting_message(line) || has_version_field(line)) return true;
   if (contains(line, "\"MESSAGE\":null")) return true;  // elided by journalctl: counted as skipped
   // Byte arrays only appear in journald records; test the cheap `[` first.
   return std::memchr(line.data(), '[', line.size()) != nullptr && has_encoded_keyword(line);
@@ -204,8 +287,12 @@ struct LineParser::Impl {
     if (coloured) text = parsers::strip_ansi(text, arena);
     if (parsers::is_text_record_start(text)) {
       complete_held();
-      // Trimming the front changes no needle (blanks and NULs are in none of them).
-      if (!(relevant && !coloured) && !may_be_relevant(text)) return;
+      // A record is relevant if its raw bytes are (as parse() tests a line when no record is
+      // held) and, when coloured, its text without colours is too: the same test whether or not
+      // a record was held before it, so a line counts the same after any line. Trimming the
+      // front changes no needle (blanks and NULs are in none of them).
+      if (!relevant && !may_be_relevant(line)) return;
+      if (coloured && !may_be_relevant(text)) return;
       held.assign(text);
       holding = true;
       held_fallback_time.reset();
@@ -357,7 +444,11 @@ std::string_view first_present(std::initializer_list<const std::optional<std::st
 }  // namespace
 
 void classify(const EventFields& f, LineOutput& out) {
-  if (f.version && !f.version->empty()) {
+  // A request's protocol (`HTTP/1.1`, Debug-quoted in text) is never the CP's version: the
+  // relevance test turns such a field away unread (line_parser.h), so it is not build info on a
+  // line that is read for another reason either.
+  const bool protocol = f.version && (f.version->starts_with("HTTP/") || f.version->starts_with("\"HTTP/"));
+  if (f.version && !f.version->empty() && !protocol) {
     out.build_info = BuildInfoFields{*f.version, f.git_commit.value_or(std::string_view{})};
   }
   if (!f.message) return;

@@ -33,13 +33,30 @@ struct ParseResult {
 };
 
 // Cheap test, no parse: can this line hold an event or build info? False means parse() would
-// return an empty result unless the parser holds_record(). True lines need parse().
+// return an empty result unless the parser holds_record(). True lines need parse(). Relevant:
+// a GateBlock message; a `report received` message in text (whose fields may go on in the
+// record's continuation lines); a tracing JSON `"message":"report received"` only together with a
+// counting `event` value spelled out (`compliance-failure`, `ComplianceFailure`,
+// `runtime-gate-error`, `RuntimeGateError`), since a JSON line is a whole record; a
+// `version` field name (not `agent_version`) whose value is not a request's `HTTP/...`; journald's
+// elided or byte-array MESSAGE. A line that is not relevant is not read at all, so it is never
+// counted as skipped either, whatever it holds.
 bool may_be_relevant(std::string_view line);
 
-// Every line may_be_relevant() accepts contains at least one of these byte strings, so a scanner
-// may skip lines holding none of them (while the parser does not hold a record) without changing
-// any result. Kept beside may_be_relevant() so the two cannot drift apart.
+// Every line may_be_relevant() accepts contains at least one of these byte strings at a place
+// where needle_occurrence_counts() holds, so a scanner may skip lines holding none (while the
+// parser does not hold a record) without changing any result. Kept beside may_be_relevant() so
+// the two cannot drift apart.
 std::span<const std::string_view> relevance_needles();
+
+// `needle` (one of relevance_needles()) sits at `at` in `bytes`, a line or a block of lines: does
+// this occurrence make its line a candidate? `version` must be a field name whose value is not
+// `HTTP/...` (tower-http's request spans); `report received` must not be a tracing JSON message
+// (the counting values are needles of their own); every other needle counts wherever it sits.
+// Reads the bytes around the needle, never past a "\n" or outside `bytes`.
+bool needle_occurrence_counts(std::string_view bytes, std::size_t at, std::string_view needle);
+// Whether needle_occurrence_counts() may say no for `needle` (else it counts wherever it sits).
+bool needle_counts_only_somewhere(std::string_view needle);
 
 // The `__CURSOR` of a journald JSON record, found without parsing the line ("" if none). For
 // remembering where a `journalctl -o json` pipe got to, on every line, relevant or not.

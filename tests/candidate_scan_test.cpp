@@ -25,12 +25,18 @@ struct Found {
   bool operator==(const Found&) const = default;
 };
 
+// Every occurrence of every needle, each asked whether it counts where it sits.
 bool holds_needle(std::string_view line) {
   for (std::string_view needle : nle::relevance_needles()) {
-    if (line.find(needle) != std::string_view::npos) return true;
+    for (std::size_t at = line.find(needle); at != std::string_view::npos; at = line.find(needle, at + 1)) {
+      if (nle::needle_occurrence_counts(line, at, needle)) return true;
+    }
   }
   return false;
 }
+
+// What makes a needle count when it ends a line: `version` must be a field name with a value.
+std::string counting_suffix(std::string_view needle) { return needle == "version" ? "=" : ""; }
 
 // What the scan must report, computed one line at a time.
 std::vector<Found> reference(std::string_view block, std::size_t max_line_bytes) {
@@ -71,7 +77,8 @@ std::string random_block(std::mt19937_64& rng) {
   static const std::vector<std::string> pieces = [] {
     std::vector<std::string> p = {"report receive", "eport received", "versio", "ersion", "held by fleet-level",
                                   "\"MESSAGE\":nul", "118,101", "118, 101,", "p", "c", "v", "s", "8", "0", "\r",
-                                  " ", "xx", "{\"a\":1}", "\x1b[3m"};
+                                  " ", "xx", "{\"a\":1}", "\x1b[3m", "=", "\":\"", "HTTP/", "HTTP", "_",
+                                  "\x1b[0m", "ompliance", "untime", "\\"};
     for (std::string_view needle : nle::relevance_needles()) p.emplace_back(needle);
     return p;
   }();
@@ -131,10 +138,11 @@ TEST_CASE("every relevance needle is covered by a scan anchor") {
 TEST_CASE("a line holding a needle is found wherever the needle sits") {
   for (std::string_view needle : nle::relevance_needles()) {
     for (std::size_t before = 0; before < 140; before += 3) {
-      std::string block = "short\nanother line\n" + std::string(before, 'x') + std::string(needle) + "y\nlast\n";
+      const std::string suffix = counting_suffix(needle) + "y";
+      std::string block = "short\nanother line\n" + std::string(before, '.') + std::string(needle) + suffix + "\nlast\n";
       const auto found = scan_all(block, 1 << 20);
       REQUIRE(found.size() == 1);
-      CHECK(found[0] == Found{19, 19 + before + needle.size() + 1, 2});
+      CHECK(found[0] == Found{19, 19 + before + needle.size() + suffix.size(), 2});
     }
   }
 }
@@ -186,7 +194,7 @@ TEST_CASE("one line at a time, a needle is found exactly when the line holds one
   }
   for (std::string_view needle : nle::relevance_needles()) {
     for (std::size_t before = 0; before < 200; ++before) {
-      const std::string line = std::string(before, 'x') + std::string(needle);
+      const std::string line = std::string(before, '.') + std::string(needle) + counting_suffix(needle);
       REQUIRE(nle::line_holds_needle(line));
       REQUIRE_FALSE(nle::line_holds_needle(line.substr(0, line.size() - 1)));
     }

@@ -424,6 +424,42 @@ TEST_CASE("may_be_relevant admits every event line and rejects noise") {
   CHECK_FALSE(nle::may_be_relevant(R"J({"MESSAGE":)J" + byte_array("\x1b[2mnoise\x1b[0m") + "}"));
 }
 
+TEST_CASE("a tracing JSON report is relevant only when it spells a counting event value") {
+  const std::string head = R"J({"timestamp":"2026-11-20T08:14:03Z","level":"INFO","fields":{"message":"report received",)J";
+  CHECK(nle::may_be_relevant(head + R"J("hostname":"h","event":"compliance-failure"}})J"));
+  CHECK(nle::may_be_relevant(head + R"J("hostname":"h","event":"RuntimeGateError"}})J"));
+  CHECK_FALSE(nle::may_be_relevant(head + R"J("hostname":"h","event":"activation-started","agent_version":"0.9.1"}})J"));
+  // Garbled but of a kind that never counts: not read, so not counted as skipped either.
+  CHECK_FALSE(nle::may_be_relevant(head + R"J("event":stale-target}})J"));
+  LineParser parser;
+  CHECK(parser.parse(head + R"J("event":stale-target}})J").skipped == std::nullopt);
+  CHECK(parser.parse(head + R"J("event":compliance-failure}})J").skipped == nle::SkipReason::invalid_json);
+  // Flattened the same.
+  CHECK_FALSE(nle::may_be_relevant(R"J({"level":"INFO","message":"report received","event":"stale-target"})J"));
+  // Text keeps every report: its fields may go on in the record's next lines.
+  CHECK(nle::may_be_relevant("2026-11-20T08:14:03Z  INFO report: report received hostname=h summary=two lines:"));
+  // journald's escaped JSON too: the MESSAGE is tested again once decoded.
+  CHECK(nle::may_be_relevant(R"J({"MESSAGE":"{\"fields\":{\"message\":\"report received\",\"event\":\"x\"}}"})J"));
+}
+
+TEST_CASE("a request's protocol version is not the control plane's") {
+  const std::string spans = R"J(,"span":{"method":"GET","uri":"/v1/x","version":"HTTP/1.1","name":"request"}})J";
+  CHECK_FALSE(nle::may_be_relevant(R"J({"fields":{"message":"finished processing request","latency":"3 ms"})J" + spans));
+  CHECK_FALSE(nle::may_be_relevant("2026-11-20T08:14:03Z  INFO request{method=GET uri=/v1/x version=HTTP/1.1}: "
+                                   "tower_http::trace::on_response: finished processing request latency=3 ms"));
+  CHECK_FALSE(nle::may_be_relevant("\x1b[2m2026-11-20T08:14:03Z\x1b[0m \x1b[32m INFO\x1b[0m \x1b[1mrequest\x1b[0m{\x1b[3mversion"
+                                   "\x1b[0m\x1b[2m=\x1b[0mHTTP/2.0}: finished"));
+  CHECK_FALSE(nle::may_be_relevant(R"J({"MESSAGE":"{\"span\":{\"version\":\"HTTP/1.1\"}}"})J"));
+  CHECK(nle::may_be_relevant(R"J({"fields":{"message":"starting control plane","version":"0.9.3"})J" + spans));
+  CHECK(nle::may_be_relevant("2026-11-20T08:14:03Z  INFO nixfleet: starting control plane version=0.9.3 git_commit=a"));
+  // An event-level `version` that says HTTP is no build info, on a line read for another reason too.
+  LineParser parser;
+  const auto& result = parser.parse(R"J({"fields":{"message":"dispatch: held by fleet-level gate","gate":"quarantine",)J"
+                                    R"J("version":"HTTP/1.1"}})J");
+  CHECK(result.events.size() == 1);
+  CHECK_FALSE(result.build_info.has_value());
+}
+
 TEST_CASE("one parser reads many lines, views valid until the next parse") {
   LineParser parser;
   for (int i = 0; i < 1000; ++i) {
