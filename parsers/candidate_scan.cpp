@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "parsers/line_parser.h"
+#include "parsers/relevance.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -76,10 +77,14 @@ constexpr std::array<Pair, kPairCount> kPairs = make_pairs();
 
 // Which needles an anchor hit may be part of, and where the anchor sits in each.
 struct Tables {
+  // Where a needle counts (needle_occurrence_counts(), inlined here: most hits on a busy CP are
+  // `version`s that do not count).
+  enum class Where : std::uint8_t { anywhere, version_field, not_json_report_message };
   struct Covered {
     std::string_view needle;
     std::size_t offset;
-    bool ask_where;  // needle_occurrence_counts() may say no: only for `version`, `report received`
+    Where where;
+    bool is_anchor;  // the needle is its anchor: nothing more to compare
   };
   std::vector<Covered> covered[kAnchorCount];
   // Which anchors start with each byte, as bits: a hit is compared with those only.
@@ -99,7 +104,12 @@ const Tables& tables() {
       for (std::size_t a = 0; a < kAnchorCount && !found; ++a) {
         const std::size_t at = needle.find(kAnchors[a].text);
         if (at == std::string_view::npos) continue;
-        built.covered[a].push_back({needle, at, needle_counts_only_somewhere(needle)});
+        const Tables::Where where = needle == "version"                 ? Tables::Where::version_field
+                                    : needle == parsers::kReportReceived ? Tables::Where::not_json_report_message
+                                                                         : Tables::Where::anywhere;
+        // A needle of its own kind that this scan does not know would be read as "anywhere": wrong.
+        if (where == Tables::Where::anywhere && needle_counts_only_somewhere(needle)) built.covers_all = false;
+        built.covered[a].push_back({needle, at, where, needle == kAnchors[a].text});
         found = true;
       }
       if (!found) built.covers_all = false;
@@ -109,9 +119,28 @@ const Tables& tables() {
   return t;
 }
 
-// memcmp() for the few bytes of an anchor or needle, without a call.
+// memcmp() for the few bytes of an anchor or needle, without a call: 8 bytes at a time, the last
+// 8 (or 4) overlapping.
 inline bool same_bytes(const char* p, std::string_view s) {
-  for (std::size_t k = 0; k < s.size(); ++k) {
+  const auto load8 = [](const char* q) {
+    std::uint64_t v;
+    std::memcpy(&v, q, 8);
+    return v;
+  };
+  const auto load4 = [](const char* q) {
+    std::uint32_t v;
+    std::memcpy(&v, q, 4);
+    return v;
+  };
+  const std::size_t n = s.size();
+  if (n >= 8) {
+    for (std::size_t k = 0; k + 8 <= n; k += 8) {
+      if (load8(p + k) != load8(s.data() + k)) return false;
+    }
+    return load8(p + n - 8) == load8(s.data() + n - 8);
+  }
+  if (n >= 4) return load4(p) == load4(s.data()) && load4(p + n - 4) == load4(s.data() + n - 4);
+  for (std::size_t k = 0; k < n; ++k) {
     if (p[k] != s[k]) return false;
   }
   return true;
@@ -119,6 +148,7 @@ inline bool same_bytes(const char* p, std::string_view s) {
 
 // Is a relevance needle at `at`, given that some anchor's byte pair matched there?
 bool verify(const Tables& t, const char* d, std::size_t size, std::size_t at) {
+  const char* const end = d + size;
   for (unsigned bits = t.anchors_starting_with[static_cast<unsigned char>(d[at])]; bits != 0; bits &= bits - 1) {
     const std::size_t a = static_cast<std::size_t>(__builtin_ctz(bits));
     const std::string_view anchor = kAnchors[a].text;
@@ -130,10 +160,16 @@ bool verify(const Tables& t, const char* d, std::size_t size, std::size_t at) {
     for (const Tables::Covered& c : t.covered[a]) {
       if (at < c.offset) continue;
       const std::size_t start = at - c.offset;
-      if (size - start < c.needle.size()) continue;
-      if (same_bytes(d + start, c.needle) &&
-          (!c.ask_where || needle_occurrence_counts(std::string_view(d, size), start, c.needle))) {
-        return true;
+      if (!c.is_anchor && (size - start < c.needle.size() || !same_bytes(d + start, c.needle))) continue;
+      switch (c.where) {
+        case Tables::Where::anywhere:
+          return true;
+        case Tables::Where::version_field:
+          if (parsers::is_build_info_version_at(d, end, d + start)) return true;
+          break;
+        case Tables::Where::not_json_report_message:
+          if (!parsers::is_json_report_message(d, end, d + start)) return true;
+          break;
       }
     }
   }

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "parsers/relevance.h"
 #include "parsers/shapes.h"
 #include "parsers/timestamp.h"
 
@@ -21,65 +22,13 @@ using parsers::trim_front;
 
 bool contains(std::string_view haystack, std::string_view needle) { return parsers::contains_bytes(haystack, needle); }
 
-bool is_ident_byte(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-}
-
-// Is the `version` at `v` (in a line, or in a block of lines: nothing here looks past a "\n") a
-// field name, as JSON (`"version"`, `\"version\"` inside journald's MESSAGE string) or text
-// (`version=`, coloured `version\x1b[0m`), but not `agent_version` or prose?
-bool is_version_field_name(const char* begin, const char* end, const char* v) {
-  constexpr std::size_t kVersionSize = 7;
-  const char* after = v + kVersionSize;
-  if (after >= end || !(*after == '"' || *after == '=' || *after == '\\' || *after == '\x1b')) return false;
-  if (v == begin || v[-1] == '\n' || !is_ident_byte(v[-1])) return true;
-  // Coloured field names start right after an SGR sequence such as ESC[3m.
-  if (v[-1] != 'm') return false;
-  for (const char* p = v - 2; p >= begin && p >= v - 6 && *p != '\n'; --p) {
-    if (*p == '\x1b') return true;
-  }
-  return false;
-}
-
-// Does the value of the `version` field name ending at `after` start with `HTTP/`? tower-http's
-// request spans record the request's protocol as `version` (`"version":"HTTP/1.1"`,
-// `version=HTTP/1.1`): on a busy CP most lines carry one, and none is the CP's version. Between the
-// name and the value only the separators of the shapes are stepped over: quotes, backslashes
-// (journald's escaped JSON), `:`, `=` and colour escapes. Never looks past a "\n".
-bool version_value_is_http(const char* after, const char* end) {
-  const char* p = after;
-  for (int steps = 0; p < end && steps < 32; ++steps) {
-    const char c = *p;
-    if (c == '"' || c == '\\' || c == ':' || c == '=') {
-      ++p;
-    } else if (c == '\x1b') {
-      // ESC [ parameters m, as strip_ansi() removes them.
-      const char* q = p + 1;
-      if (q >= end || *q != '[') return false;
-      ++q;
-      while (q < end && ((*q >= '0' && *q <= '9') || *q == ';')) ++q;
-      if (q >= end || *q != 'm') return false;
-      p = q + 1;
-    } else {
-      break;
-    }
-  }
-  constexpr std::string_view kHttp = "HTTP/";
-  return static_cast<std::size_t>(end - p) >= kHttp.size() && std::memcmp(p, kHttp.data(), kHttp.size()) == 0;
-}
-
-// A `version` field that may be build info: a field name whose value is not a request's protocol.
-bool is_build_info_version_at(const char* begin, const char* end, const char* v) {
-  return is_version_field_name(begin, end, v) && !version_value_is_http(v + 7, end);
-}
-
 bool has_version_field(std::string_view line) {
   constexpr std::string_view kVersion = "version";
   std::size_t from = 0;
   while (true) {
     const std::size_t at = parsers::find_bytes(line, kVersion, from);
     if (at == std::string_view::npos) return false;
-    if (is_build_info_version_at(line.data(), line.data() + line.size(), line.data() + at)) return true;
+    if (parsers::is_build_info_version_at(line.data(), line.data() + line.size(), line.data() + at)) return true;
     from = at + 1;
   }
 }
@@ -105,17 +54,6 @@ bool has_event_message(std::string_view line) {
 constexpr std::string_view kCountingValues[] = {"compliance-failure", "ComplianceFailure", "runtime-gate-error",
                                                 "RuntimeGateError"};
 
-// Is the `report received` at `r` a tracing JSON line's message (`"message":"report received"`)?
-// Such a line is one whole record: it counts only if it also spells a counting value. Any other
-// `report received` (a text record, whose fields may go on in continuation lines; journald's
-// escaped JSON) is a candidate by itself, as before.
-bool is_json_report_message(const char* begin, const char* end, const char* r) {
-  constexpr std::string_view kBefore = "\"message\":\"";
-  const char* after = r + parsers::kReportReceived.size();
-  return static_cast<std::size_t>(r - begin) >= kBefore.size() &&
-         std::memcmp(r - kBefore.size(), kBefore.data(), kBefore.size()) == 0 && after < end && *after == '"';
-}
-
 // A message that may count: a GateBlock's; a `report received` that is not a tracing JSON line's
 // message; or a JSON one whose line spells a counting value. Most reports on a busy CP are of
 // kinds that never count (activation-*, stale-target, ...): a JSON one is turned away here
@@ -125,7 +63,7 @@ bool may_hold_counting_message(std::string_view line) {
   const char* const end = line.data() + line.size();
   for (std::size_t at = parsers::find_bytes(line, parsers::kReportReceived, 0); at != std::string_view::npos;
        at = parsers::find_bytes(line, parsers::kReportReceived, at + 1)) {
-    if (!is_json_report_message(line.data(), end, line.data() + at)) return true;
+    if (!parsers::is_json_report_message(line.data(), end, line.data() + at)) return true;
     report = true;
   }
   if (report) {
@@ -178,8 +116,8 @@ std::span<const std::string_view> relevance_needles() {
 
 bool needle_occurrence_counts(std::string_view bytes, std::size_t at, std::string_view needle) {
   const char* const end = bytes.data() + bytes.size();
-  if (needle == "version") return is_build_info_version_at(bytes.data(), end, bytes.data() + at);
-  if (needle == parsers::kReportReceived) return !is_json_report_message(bytes.data(), end, bytes.data() + at);
+  if (needle == "version") return parsers::is_build_info_version_at(bytes.data(), end, bytes.data() + at);
+  if (needle == parsers::kReportReceived) return !parsers::is_json_report_message(bytes.data(), end, bytes.data() + at);
   return true;
 }
 
