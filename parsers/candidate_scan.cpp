@@ -182,7 +182,11 @@ void scalar_chunk(const char* d, std::size_t base, std::size_t size, std::uint64
   const std::size_t n = size - base < 64 ? size - base : 64;
   for (std::size_t k = 0; k < n; ++k) {
     const std::size_t p = base + k;
-    if (d[p] == '\n') newlines |= 1ull << k;
+    if (d[p] == '\n') {
+      // No anchor starts with a newline; line_holds_needle() pads its copy with them.
+      newlines |= 1ull << k;
+      continue;
+    }
     for (const Anchor& a : kAnchors) {
       if (p + a.j < size && d[p + a.i] == a.text[a.i] && d[p + a.j] == a.text[a.j]) {
         hits |= 1ull << k;
@@ -271,7 +275,7 @@ inline void chunk(const char* p, std::uint64_t& newlines, std::uint64_t& hits) {
 
 #endif
 
-using ScanFn = Candidate (*)(const char*, std::size_t, std::size_t, std::size_t);
+using ScanFn = Candidate (*)(const char*, std::size_t, std::size_t, std::size_t, bool);
 
 struct Kernel {
   ScanFn scan;
@@ -314,7 +318,7 @@ Candidate find_with(const Kernel& kernel, std::string_view block, std::size_t fr
     if (!c.found) c.line_begin = c.line_end = block.size();
     return c;
   }
-  return kernel.scan(block.data(), block.size(), from, max_line_bytes);
+  return kernel.scan(block.data(), block.size(), from, max_line_bytes, false);
 }
 
 }  // namespace
@@ -341,7 +345,7 @@ bool line_holds_needle(std::string_view line) {
   if (padded.size() < size) padded.resize(size);
   if (!line.empty()) std::memcpy(padded.data(), line.data(), line.size());
   std::memset(padded.data() + line.size(), '\n', size - line.size());
-  const Candidate c = kernels().list[0].scan(padded.data(), size, 0, SIZE_MAX);
+  const Candidate c = kernels().list[0].scan(padded.data(), size, 0, SIZE_MAX, true);
   return c.found && c.line_begin == 0;
 }
 

@@ -59,16 +59,18 @@ constexpr std::string_view kCountingValues[] = {"compliance-failure", "Complianc
 // kinds that never count (activation-*, stale-target, ...): a JSON one is turned away here
 // without a parse.
 bool may_hold_counting_message(std::string_view line) {
-  bool report = false;
-  const char* const end = line.data() + line.size();
-  for (std::size_t at = parsers::find_bytes(line, parsers::kReportReceived, 0); at != std::string_view::npos;
-       at = parsers::find_bytes(line, parsers::kReportReceived, at + 1)) {
-    if (!parsers::is_json_report_message(line.data(), end, line.data() + at)) return true;
-    report = true;
-  }
-  if (report) {
+  const std::size_t first = parsers::find_bytes(line, parsers::kReportReceived, 0);
+  if (first != std::string_view::npos) {
+    const char* const end = line.data() + line.size();
+    if (!parsers::is_json_report_message(line.data(), end, line.data() + first)) return true;  // text
+    // A counting value next: on a JSON line that counts (most that get here), the search for it
+    // ends early, and no other `report received` need be looked for.
     for (std::string_view v : kCountingValues) {
       if (contains(line, v)) return true;
+    }
+    for (std::size_t at = parsers::find_bytes(line, parsers::kReportReceived, first + 1); at != std::string_view::npos;
+         at = parsers::find_bytes(line, parsers::kReportReceived, at + 1)) {
+      if (!parsers::is_json_report_message(line.data(), end, line.data() + at)) return true;
     }
   }
   return contains(line, kGateHeldTail);
