@@ -252,6 +252,13 @@ class Ingestion {
     hold_lock();
     ingester_for(input).line(line, ++order_, logged_at);
   }
+  // Whole lines of one read, through the block scan (LineIngester::lines). Orders count bytes
+  // within the block, as in replay: each line still ranks above every line before it.
+  void lines(std::string_view input, std::string_view block, std::size_t max_line_bytes) {
+    hold_lock();
+    ingester_for(input).lines(block, order_, 0, max_line_bytes);
+    order_ += block.size();
+  }
   void oversize(std::string_view input, std::uint64_t bytes) {
     hold_lock();
     ingester_for(input).oversize_line(bytes);
@@ -337,6 +344,12 @@ class FileSink final : public FollowerSink {
   void set_follower(Follower& follower) { follower_ = &follower; }
 
   void on_line(std::string_view path, std::string_view line) override { ingestion_.line(path, line); }
+  void on_lines(std::string_view path, std::string_view block, std::size_t max_line_bytes) override {
+    // A block no longer than the cap holds no oversize line; one that may, goes line by line, so
+    // that each oversize line is logged as it is skipped.
+    if (block.size() > max_line_bytes) return FollowerSink::on_lines(path, block, max_line_bytes);
+    ingestion_.lines(path, block, max_line_bytes);
+  }
   void on_oversize(std::string_view path, std::uint64_t bytes) override {
     ingestion_.oversize(path, bytes);
     log_.warn("skipped a line over --max-line-bytes", {{"path", path}, {"bytes", std::to_string(bytes)}});

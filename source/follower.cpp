@@ -969,9 +969,24 @@ struct Follower::Impl {
       s.splitter.reset(chunk_start + skipped);
       data.remove_prefix(skipped);
     }
-    s.splitter.feed(
-        data, [&](std::string_view line) { sink.on_line(t.path, line); },
-        [&](std::uint64_t bytes) { sink.on_oversize(t.path, bytes); });
+    const auto on_line = [&](std::string_view line) { sink.on_line(t.path, line); };
+    const auto on_oversize = [&](std::uint64_t bytes) { sink.on_oversize(t.path, bytes); };
+    if (s.splitter.fed_offset() != s.splitter.complete_offset()) {
+      // A line begun in an earlier read: the splitter completes it (or drops it, oversize).
+      const void* nl = std::memchr(data.data(), '\n', data.size());
+      const std::size_t first = nl == nullptr ? data.size() : static_cast<std::size_t>(static_cast<const char*>(nl) - data.data()) + 1;
+      s.splitter.feed(data.substr(0, first), on_line, on_oversize);
+      data.remove_prefix(first);
+    }
+    // The lines that begin and end in this read, as one block; the splitter keeps the rest.
+    const void* last = memrchr(data.data(), '\n', data.size());
+    if (last != nullptr) {
+      const std::size_t block = static_cast<std::size_t>(static_cast<const char*>(last) - data.data()) + 1;
+      sink.on_lines(t.path, data.substr(0, block), s.splitter.max_line_bytes());
+      s.splitter.reset(s.splitter.complete_offset() + block);
+      data.remove_prefix(block);
+    }
+    s.splitter.feed(data, on_line, on_oversize);
   }
 
   ReadResult read_stream(Tracked& t, Stream& s, std::uint64_t& budget) {
@@ -1165,6 +1180,12 @@ struct Follower::Impl {
     }
   }
 };
+
+void FollowerSink::on_lines(std::string_view path, std::string_view block, std::size_t max_line_bytes) {
+  LineSplitter splitter(max_line_bytes);
+  splitter.feed(
+      block, [&](std::string_view line) { on_line(path, line); }, [&](std::uint64_t bytes) { on_oversize(path, bytes); });
+}
 
 std::string_view compression_of(std::string_view name, std::string_view first_bytes) {
   static constexpr std::pair<std::string_view, std::string_view> kByName[] = {

@@ -159,6 +159,11 @@ class FollowerSink {
   virtual ~FollowerSink() = default;
   virtual void on_line(std::string_view path, std::string_view line) = 0;
   virtual void on_oversize(std::string_view path, std::uint64_t bytes) = 0;
+  // The whole lines of one read that began in it, each ending in "\n" (a "\r" before it still
+  // to be chomped), in one block: a sink that scans blocks (the exporter's) need not visit them
+  // line by line. The default hands each to on_line, or to on_oversize if it is longer than
+  // `max_line_bytes`, exactly as the splitter would have.
+  virtual void on_lines(std::string_view path, std::string_view block, std::size_t max_line_bytes);
   // After a batch of lines from one read, and after a finished file's last line (bytes 0); every
   // on_line is followed by an on_chunk_done before the follower sleeps. A good moment to publish.
   virtual void on_chunk_done(std::string_view path, std::uint64_t bytes) = 0;

@@ -927,6 +927,48 @@ TEST_CASE("an oversize line is reported and the next line still delivered", "[fo
   CHECK(sink.events() == Lines{"line app.log short", "oversize app.log 10000", "line app.log after"});
 }
 
+// Takes each read's whole lines as one block (as the exporter does), then splits it as the default
+// does; remembers how each block looked.
+class BlockSink : public RecordingSink {
+ public:
+  void on_lines(std::string_view path, std::string_view block, std::size_t max_line_bytes) override {
+    ++blocks;
+    if (block.empty() || block.back() != '\n') bad_blocks.emplace_back(block);
+    FollowerSink::on_lines(path, block, max_line_bytes);
+  }
+  std::size_t blocks = 0;
+  std::vector<std::string> bad_blocks;
+};
+
+TEST_CASE("a read's whole lines come as one block, the lines around it as lines, in order", "[follower]") {
+  TempDir dir;
+  const std::string log = dir / "app.log";
+  FollowOptions o = options_for({log});
+  o.max_line_bytes = 200;
+  o.read_chunk_bytes = 4096;
+  std::mt19937 rng(13);
+  std::string content;
+  Lines expected;
+  for (int i = 0; i < 3000; ++i) {
+    const std::size_t size = std::uniform_int_distribution<std::size_t>(0, i % 97 == 0 ? 5000 : 300)(rng);
+    std::string line(size, static_cast<char>('a' + i % 26));
+    const bool crlf = i % 7 == 0;
+    content += line + (crlf ? "\r\n" : "\n");
+    expected.push_back(size > o.max_line_bytes ? "oversize app.log " + std::to_string(size) : "line app.log " + line);
+  }
+  write_file(log, content + "partial");
+  BlockSink sink;
+  Follower f(o, sink);
+  f.poll_once();
+  CHECK(sink.events() == expected);
+  CHECK(sink.blocks > 10);
+  CHECK(sink.bad_blocks.empty());
+  append(log, " end\n");
+  f.poll_once();
+  expected.push_back("line app.log partial end");
+  CHECK(sink.events() == expected);
+}
+
 TEST_CASE("a pass reads at most 8 MiB per file so busy files share the thread", "[follower]") {
   TempDir dir;
   const std::string line = std::string(1023, 'x') + "\n";
