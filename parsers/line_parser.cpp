@@ -76,10 +76,21 @@ bool may_hold_counting_message(std::string_view line) {
   return contains(line, kGateHeldTail);
 }
 
+// An encoded `version` that may be a build-info field once decoded (parsers/relevance.h).
+bool has_encoded_version_field(std::string_view line, std::string_view encoded) {
+  const char* const end = line.data() + line.size();
+  for (std::size_t at = parsers::find_bytes(line, encoded, 0); at != std::string_view::npos;
+       at = parsers::find_bytes(line, encoded, at + 1)) {
+    const char* v = line.data() + at;
+    if (parsers::encoded_version_counts(line.data(), end, v, v + encoded.size())) return true;
+  }
+  return false;
+}
+
 bool has_encoded_keyword(std::string_view line) {
   return contains(line, kEncodedReportReceived) || contains(line, kEncodedGateHeld) ||
-         contains(line, kEncodedVersion) || contains(line, kEncodedReportReceivedSpaced) ||
-         contains(line, kEncodedGateHeldSpaced) || contains(line, kEncodedVersionSpaced);
+         contains(line, kEncodedReportReceivedSpaced) || contains(line, kEncodedGateHeldSpaced) ||
+         has_encoded_version_field(line, kEncodedVersion) || has_encoded_version_field(line, kEncodedVersionSpaced);
 }
 
 }  // namespace
@@ -120,11 +131,15 @@ bool needle_occurrence_counts(std::string_view bytes, std::size_t at, std::strin
   const char* const end = bytes.data() + bytes.size();
   if (needle == "version") return parsers::is_build_info_version_at(bytes.data(), end, bytes.data() + at);
   if (needle == parsers::kReportReceived) return !parsers::is_json_report_message(bytes.data(), end, bytes.data() + at);
+  if (needle == kEncodedVersion || needle == kEncodedVersionSpaced) {
+    return parsers::encoded_version_counts(bytes.data(), end, bytes.data() + at, bytes.data() + at + needle.size());
+  }
   return true;
 }
 
 bool needle_counts_only_somewhere(std::string_view needle) {
-  return needle == "version" || needle == parsers::kReportReceived;
+  return needle == "version" || needle == parsers::kReportReceived || needle == kEncodedVersion ||
+         needle == kEncodedVersionSpaced;
 }
 
 bool may_be_relevant(std::string_view line) {

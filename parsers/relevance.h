@@ -69,10 +69,66 @@ inline bool is_build_info_version_at(const char* begin, const char* end, const c
 // `report received` (a text record, whose fields may go on in continuation lines; journald's
 // escaped JSON) is a candidate by itself, as before.
 inline bool is_json_report_message(const char* begin, const char* end, const char* r) {
-  constexpr std::string_view kBefore = "\"message\":\"";
+  const auto before = [&](std::string_view text) {
+    return static_cast<std::size_t>(r - begin) >= text.size() && std::memcmp(r - text.size(), text.data(), text.size()) == 0;
+  };
   const char* after = r + kReportReceived.size();
-  return static_cast<std::size_t>(r - begin) >= kBefore.size() &&
-         std::memcmp(r - kBefore.size(), kBefore.data(), kBefore.size()) == 0 && after < end && *after == '"';
+  if (before("\"message\":\"")) return after < end && *after == '"';
+  // The same line as a journald MESSAGE string: escaped once. Decoded, it is the line above.
+  if (before("\\\"message\\\":\\\"")) return end - after >= 2 && after[0] == '\\' && after[1] == '"';
+  return false;
+}
+
+// journald's byte-array spelling of a MESSAGE (`[50,48,...]`, compact or `, `-spaced): is the
+// encoded `version` at [v, v_end) one that may be a build-info field once decoded? The bytes
+// around it are decoded into a small window (6 bytes back, as far as a colour escape before a
+// name reaches; 40 on) and asked as is_build_info_version_at() asks raw bytes. Anything that does
+// not decode cleanly counts: this may only ever say yes too often.
+inline bool encoded_version_counts(const char* begin, const char* end, const char* v, const char* v_end) {
+  constexpr int kBack = 6;
+  constexpr int kOn = 40;
+  const auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  unsigned char back[kBack];
+  int nb = 0;
+  for (const char* p = v; nb < kBack;) {  // p: the start of the last token decoded
+    const char* q = p;
+    if (q > begin && q[-1] == ' ') --q;
+    if (q == begin || q[-1] != ',') break;  // the array's first value, or not a list here
+    --q;
+    const char* digits_end = q;
+    while (q > begin && is_digit(q[-1]) && digits_end - q < 4) --q;
+    const long length = digits_end - q;
+    if (length == 0 || length > 3) return true;
+    unsigned value = 0;
+    for (const char* d = q; d < digits_end; ++d) value = value * 10 + static_cast<unsigned>(*d - '0');
+    if (value > 255) return true;
+    back[nb++] = static_cast<unsigned char>(value);
+    p = q;
+  }
+  char window[kBack + 7 + kOn];
+  int n = 0;
+  for (int k = nb - 1; k >= 0; --k) window[n++] = static_cast<char>(back[k]);
+  const int name = n;
+  for (char c : std::string_view("version")) window[n++] = c;
+  for (const char* p = v_end; n < static_cast<int>(sizeof window);) {
+    const char* q = p;
+    if (q == end || *q != ',') break;  // the array's last value, or the needle ended mid-number
+    ++q;
+    if (q < end && *q == ' ') ++q;
+    const char* digits = q;
+    while (q < end && is_digit(*q) && q - digits < 4) ++q;
+    const long length = q - digits;
+    if (length == 0 || length > 3) return true;
+    unsigned value = 0;
+    for (const char* d = digits; d < q; ++d) value = value * 10 + static_cast<unsigned>(*d - '0');
+    if (value > 255) return true;
+    window[n++] = static_cast<char>(value);
+    p = q;
+  }
+  // Not on a value's bounds ("2118,..." or "...,1105"): not what it seems; let the parser see.
+  if ((v > begin && is_digit(v[-1])) || (v_end < end && is_digit(*v_end))) return true;
+  // A window cut short hides no `HTTP/` from the test: a value it cannot see counts.
+  return is_build_info_version_at(window, window + n, window + name);
 }
 
 }  // namespace nle::parsers

@@ -438,8 +438,10 @@ TEST_CASE("a tracing JSON report is relevant only when it spells a counting even
   CHECK_FALSE(nle::may_be_relevant(R"J({"level":"INFO","message":"report received","event":"stale-target"})J"));
   // Text keeps every report: its fields may go on in the record's next lines.
   CHECK(nle::may_be_relevant("2026-11-20T08:14:03Z  INFO report: report received hostname=h summary=two lines:"));
-  // journald's escaped JSON too: the MESSAGE is tested again once decoded.
-  CHECK(nle::may_be_relevant(R"J({"MESSAGE":"{\"fields\":{\"message\":\"report received\",\"event\":\"x\"}}"})J"));
+  // journald's escaped JSON the same (the MESSAGE is tested again once decoded).
+  CHECK_FALSE(nle::may_be_relevant(R"J({"MESSAGE":"{\"fields\":{\"message\":\"report received\",\"event\":\"x\"}}"})J"));
+  CHECK(nle::may_be_relevant(
+      R"J({"MESSAGE":"{\"fields\":{\"message\":\"report received\",\"event\":\"compliance-failure\"}}"})J"));
 }
 
 TEST_CASE("a request's protocol version is not the control plane's") {
@@ -450,6 +452,13 @@ TEST_CASE("a request's protocol version is not the control plane's") {
   CHECK_FALSE(nle::may_be_relevant("\x1b[2m2026-11-20T08:14:03Z\x1b[0m \x1b[32m INFO\x1b[0m \x1b[1mrequest\x1b[0m{\x1b[3mversion"
                                    "\x1b[0m\x1b[2m=\x1b[0mHTTP/2.0}: finished"));
   CHECK_FALSE(nle::may_be_relevant(R"J({"MESSAGE":"{\"span\":{\"version\":\"HTTP/1.1\"}}"})J"));
+  // journald's byte arrays (coloured lines) alike, compact or spaced.
+  CHECK_FALSE(nle::may_be_relevant(R"J({"MESSAGE":)J" +
+                                   byte_array("\x1b[2mT\x1b[0m request{\x1b[3mversion\x1b[0m\x1b[2m=\x1b[0mHTTP/1.1}: done") + "}"));
+  CHECK_FALSE(nle::may_be_relevant(R"J({"MESSAGE":)J" + byte_array("\x1b[3magent_version\x1b[0m=0.9.1") + "}"));
+  CHECK(nle::may_be_relevant(R"J({"MESSAGE":)J" + byte_array("\x1b[2mT\x1b[0m starting \x1b[3mversion\x1b[0m\x1b[2m=\x1b[0m0.9.3") + "}"));
+  CHECK_FALSE(nle::may_be_relevant(R"J({"MESSAGE":[118, 101, 114, 115, 105, 111, 110, 61, 72, 84, 84, 80, 47, 49]})J"));
+  CHECK(nle::may_be_relevant(R"J({"MESSAGE":[118, 101, 114, 115, 105, 111, 110, 61, 48, 46, 57]})J"));
   CHECK(nle::may_be_relevant(R"J({"fields":{"message":"starting control plane","version":"0.9.3"})J" + spans));
   CHECK(nle::may_be_relevant("2026-11-20T08:14:03Z  INFO nixfleet: starting control plane version=0.9.3 git_commit=a"));
   // An event-level `version` that says HTTP is no build info, on a line read for another reason too.
