@@ -25,9 +25,17 @@ namespace {
 
 constexpr std::array<std::string_view, 5> kLevels = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR"};
 
-bool is_ident_byte(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.';
-}
+// A table, not a chain of comparisons: the field walk asks this of most bytes of a counting line.
+constexpr std::array<bool, 256> kIdentBytes = [] {
+  std::array<bool, 256> table{};
+  for (int c = 0; c < 256; ++c) {
+    table[static_cast<std::size_t>(c)] =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.';
+  }
+  return table;
+}();
+
+bool is_ident_byte(char c) { return kIdentBytes[static_cast<unsigned char>(c)]; }
 
 // Returns the offset just past the level token, or npos.
 std::size_t find_level_in(std::string_view s) {
