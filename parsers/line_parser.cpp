@@ -22,15 +22,20 @@ using parsers::trim_front;
 
 bool contains(std::string_view haystack, std::string_view needle) { return parsers::contains_bytes(haystack, needle); }
 
-bool has_version_field(std::string_view line) {
-  constexpr std::string_view kVersion = "version";
-  std::size_t from = 0;
-  while (true) {
-    const std::size_t at = parsers::find_bytes(line, kVersion, from);
-    if (at == std::string_view::npos) return false;
-    if (parsers::is_build_info_version_at(line.data(), line.data() + line.size(), line.data() + at)) return true;
-    from = at + 1;
+// Does some occurrence of `needle` in `line`, at or after `from`, satisfy `counts(begin, end, at)`
+// (the byte tests of parsers/relevance.h, which look around the occurrence)?
+template <class Counts>
+bool any_occurrence(std::string_view line, std::string_view needle, Counts&& counts, std::size_t from = 0) {
+  const char* const end = line.data() + line.size();
+  for (std::size_t at = parsers::find_bytes(line, needle, from); at != std::string_view::npos;
+       at = parsers::find_bytes(line, needle, at + 1)) {
+    if (counts(line.data(), end, line.data() + at)) return true;
   }
+  return false;
+}
+
+bool has_version_field(std::string_view line) {
+  return any_occurrence(line, "version", parsers::is_build_info_version_at);
 }
 
 // The event messages spelled as journald spells a MESSAGE that is not printable UTF-8: an array
@@ -68,23 +73,19 @@ bool may_hold_counting_message(std::string_view line) {
     for (std::string_view v : kCountingValues) {
       if (contains(line, v)) return true;
     }
-    for (std::size_t at = parsers::find_bytes(line, parsers::kReportReceived, first + 1); at != std::string_view::npos;
-         at = parsers::find_bytes(line, parsers::kReportReceived, at + 1)) {
-      if (!parsers::is_json_report_message(line.data(), end, line.data() + at)) return true;
-    }
+    const auto not_json_message = [](const char* b, const char* e, const char* r) {
+      return !parsers::is_json_report_message(b, e, r);
+    };
+    if (any_occurrence(line, parsers::kReportReceived, not_json_message, first + 1)) return true;
   }
   return contains(line, kGateHeldTail);
 }
 
 // An encoded `version` that may be a build-info field once decoded (parsers/relevance.h).
 bool has_encoded_version_field(std::string_view line, std::string_view encoded) {
-  const char* const end = line.data() + line.size();
-  for (std::size_t at = parsers::find_bytes(line, encoded, 0); at != std::string_view::npos;
-       at = parsers::find_bytes(line, encoded, at + 1)) {
-    const char* v = line.data() + at;
-    if (parsers::encoded_version_counts(line.data(), end, v, v + encoded.size())) return true;
-  }
-  return false;
+  return any_occurrence(line, encoded, [&](const char* b, const char* e, const char* v) {
+    return parsers::encoded_version_counts(b, e, v, v + encoded.size());
+  });
 }
 
 bool has_encoded_keyword(std::string_view line) {
