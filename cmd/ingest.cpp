@@ -33,11 +33,6 @@ void LineIngester::line(std::string_view line, std::uint64_t order, std::optiona
   record(parser_.parse(line, logged_at), order);
 }
 
-void LineIngester::parse_line(std::string_view line, std::uint64_t order) {
-  ++pending_lines_;
-  record(parser_.parse(line), order);
-}
-
 void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::uint64_t offset,
                          std::size_t max_line_bytes) {
   const auto chomped = [&](std::size_t begin, std::size_t end) {  // block[end] is the "\n"
@@ -56,14 +51,20 @@ void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::
   const auto deliver = [&](std::size_t begin, std::size_t end, bool candidate) {
     const std::string_view text = chomped(begin, end);
     std::string_view next;
+    bool has_next = false;
     if (text.size() > max_line_bytes) {
       oversize_line(text.size());
     } else if (candidate && screening_ &&
-               screen_.screen(text, next_line(end, next) ? &next : nullptr) != ScreenVerdict::parse) {
+               screen_.screen(text, (has_next = next_line(end, next)) ? &next : nullptr) != ScreenVerdict::parse) {
       ++pending_lines_;  // the parser would make nothing of it, and holds no record it could end
       ++screened_out_;
     } else if (candidate) {
-      parse_line(text, order_base + offset + end + 1);  // the scan found it, the screen kept it
+      // The scan found it, the screen kept it. A text record it starts is complete when the next
+      // line starts one too: read now, that next line goes back to the scan instead of the parser.
+      ++pending_lines_;
+      if (!screening_) has_next = next_line(end, next);
+      const bool alone = has_next && parser_.starts_text_record(next);
+      record(alone ? parser_.parse_before_text_record(text) : parser_.parse(text), order_base + offset + end + 1);
     } else {
       line(text, order_base + offset + end + 1);
     }

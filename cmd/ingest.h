@@ -62,8 +62,6 @@ class LineIngester {
 
  private:
   void record(const ParseResult& result, std::uint64_t order);
-  // One complete line for the parser, with no scan or screen: they already had their say.
-  void parse_line(std::string_view line, std::uint64_t order);
 
   LineParser parser_;
   Registry* registry_;

@@ -171,6 +171,8 @@ struct LineParser::Impl {
   std::string_view journald_record;
   // parse()'s logged_at: the transport's time for the line being read.
   std::optional<LogTimeMicros> logged_at;
+  // During parse_before_text_record(): a text record the line starts is complete.
+  bool next_starts_text_record = false;
 
   explicit Impl(InputFormat f) : format(f) {}
 
@@ -249,11 +251,16 @@ struct LineParser::Impl {
       // front changes no needle (blanks and NULs are in none of them).
       if (!relevant && !may_be_relevant(line)) return;
       if (coloured && !may_be_relevant(text)) return;
-      held.assign(text);
-      holding = true;
       held_fallback_time.reset();
       // Only a transport that has a time of its own needs the line's checked now.
       if ((inside_journald || logged_at) && !line_timestamp(text)) held_fallback_time = transport_time();
+      if (next_starts_text_record && !inside_journald) {
+        // No continuation can follow: the record is complete now, as the next line would find it.
+        read_text_record(arena.put(text));
+        return;
+      }
+      held.assign(text);
+      holding = true;
     } else if (holding) {
       if (held.size() + 1 + text.size() <= kMaxHeldBytes) {
         held += '\n';
@@ -315,11 +322,14 @@ struct LineParser::Impl {
     return result;
   }
 
-  const ParseResult& parse(std::string_view line, std::optional<LogTimeMicros> line_logged_at) {
+  const ParseResult& parse(std::string_view line, std::optional<LogTimeMicros> line_logged_at,
+                           bool next_is_text_record = false) {
     begin();
     logged_at = line_logged_at;
+    next_starts_text_record = next_is_text_record;
     if (holding) read_cp_line(line, false, false);
     else if (may_be_relevant(line)) read_cp_line(line, false, true);
+    next_starts_text_record = false;
     return end();
   }
 
@@ -328,6 +338,20 @@ struct LineParser::Impl {
     logged_at.reset();
     complete_held();
     return end();
+  }
+
+  // Lines read_cp_line() reads as a new text record, whatever the format: so a record held
+  // before such a line is complete. Not a line with a NUL: it ends a held record too, but is
+  // counted as skipped only then, so whether a record was held before it must not change.
+  bool starts_text_record(std::string_view line) {
+    line = trim_front(line);
+    if (line.empty() || line.front() == '{') return false;
+    if (std::memchr(line.data(), '\0', line.size()) != nullptr) return false;
+    if (std::memchr(line.data(), '\x1b', line.size()) != nullptr) {
+      arena.reset();
+      line = parsers::strip_ansi(line, arena);
+    }
+    return parsers::is_text_record_start(line);
   }
 
   bool starts_record(std::string_view line) {
@@ -353,9 +377,13 @@ LineParser& LineParser::operator=(LineParser&&) noexcept = default;
 const ParseResult& LineParser::parse(std::string_view line, std::optional<LogTimeMicros> logged_at) {
   return impl_->parse(line, logged_at);
 }
+const ParseResult& LineParser::parse_before_text_record(std::string_view line) {
+  return impl_->parse(line, std::nullopt, true);
+}
 const ParseResult& LineParser::finish() { return impl_->finish(); }
 bool LineParser::holds_record() const { return impl_->holding; }
 bool LineParser::starts_record(std::string_view line) { return impl_->starts_record(line); }
+bool LineParser::starts_text_record(std::string_view line) { return impl_->starts_text_record(line); }
 
 namespace parsers {
 

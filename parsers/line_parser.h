@@ -81,6 +81,10 @@ class LineParser {
   // __REALTIME_TIMESTAMP), for events whose line carries no time of its own; a journald JSON
   // record's own __REALTIME_TIMESTAMP is read from the record.
   const ParseResult& parse(std::string_view line, std::optional<LogTimeMicros> logged_at = std::nullopt);
+  // parse() for a line whose next line starts_text_record(), with no transport time: a text
+  // record this line starts can have no continuation, so it is read now instead of held, and the
+  // next line is free to take the same path as any other. The same results as parse() on both.
+  const ParseResult& parse_before_text_record(std::string_view line);
   // End of input, or the source caught up with its writer: completes a held text record.
   const ParseResult& finish();
   // A text record is held: the next lines must reach parse(), relevant or not.
@@ -89,6 +93,11 @@ class LineParser {
   // Does `line` begin a record rather than continue a held one? For cutting an input into
   // ranges that parse the same as the whole. Leaves no state behind.
   bool starts_record(std::string_view line);
+  // Would parse() take `line` as a text record's first line, so that a record held before it is
+  // complete? Narrower than starts_record(): false for JSON-looking and blank lines, whose effect
+  // on a held record depends on more than the line, and for lines with a NUL. Ends the views of
+  // the last result, as parse() does.
+  bool starts_text_record(std::string_view line);
 
  private:
   struct Impl;

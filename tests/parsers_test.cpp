@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstdint>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -685,4 +686,91 @@ TEST_CASE("a line without a time takes the time its transport gives, as the nati
   collect_times(parser.parse(untimed));                     // neither: none
   collect_times(parser.finish());
   CHECK(times == std::vector<std::optional<std::int64_t>>{kEntryTime, kEntryTime + 1, k081403, std::nullopt});
+}
+
+namespace {
+
+// Everything one input gave, in order: each event (kind, labels, log time), build info line and
+// skip reason, as text, so that two ways of feeding the same lines can be compared.
+struct Stream {
+  std::vector<std::string> items;
+  void add(const nle::ParseResult& result) {
+    for (const nle::Event& e : result.events) {
+      items.push_back("event " + std::to_string(static_cast<int>(e.kind)) + " " + std::string(e.control_id) + "|" +
+                      std::string(e.host) + "|" + std::string(e.gate) + "|" + std::string(e.event_id) + "|" +
+                      std::to_string(e.log_time_micros.value_or(-1)));
+    }
+    if (result.build_info) {
+      items.push_back("build " + std::string(result.build_info->version) + "|" + std::string(result.build_info->git_commit));
+    }
+    if (result.skipped) items.push_back("skip " + std::to_string(static_cast<int>(*result.skipped)));
+  }
+};
+
+// The lines as parse() alone reads them, and as the block path feeds them: a line whose next line
+// starts_text_record() (and no record held) through parse_before_text_record().
+std::pair<Stream, Stream> both_ways(const std::vector<std::string>& lines, InputFormat format) {
+  Stream held, alone;
+  LineParser reference(format);
+  for (const std::string& line : lines) held.add(reference.parse(line));
+  held.add(reference.finish());
+  LineParser parser(format);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const bool next_starts = i + 1 < lines.size() && parser.starts_text_record(lines[i + 1]);
+    alone.add(!parser.holds_record() && next_starts ? parser.parse_before_text_record(lines[i]) : parser.parse(lines[i]));
+  }
+  alone.add(parser.finish());
+  return {held, alone};
+}
+
+}  // namespace
+
+TEST_CASE("a record read at once before a text record start counts as the held one does") {
+  std::vector<std::string> lines;
+  for (const char* name : {"/golden/text.log", "/golden/ansi.log", "/golden/mixed.log", "/golden/malformed.log",
+                           "/golden/journald.log", "/golden/labels.log", "/sample/cp.log"}) {
+    std::ifstream in(std::string(NLE_TESTDATA_DIR) + name, std::ios::binary);
+    REQUIRE(in);
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+  }
+  // Next lines that end a record and lines that do not: continuations, blanks, JSON, a NUL, and a
+  // record whose next line starts one only once its colours are gone.
+  const std::string nul_line = std::string("2026-11-20T08:14:05Z  INFO x") + '\0' + " y";
+  for (const std::string& next : {std::string("    0: continuation control_id=C9"), std::string(""), std::string("   "),
+                                  std::string(R"J({"fields":{"message":"report received","event":"ComplianceFailure"}})J"),
+                                  nul_line, std::string("\x1b[2m2026-11-20T08:14:06Z\x1b[0m \x1b[32m INFO\x1b[0m next"),
+                                  std::string("report received event=compliance-failure")}) {
+    lines.push_back(kTextFailure);
+    lines.push_back(next);
+    lines.push_back(kAnsiFailure);
+    lines.push_back(next);
+    lines.push_back(kTextFailure);
+  }
+  std::size_t reads_at_once = 0;
+  LineParser probe;
+  for (std::size_t i = 0; i + 1 < lines.size(); ++i) reads_at_once += probe.starts_text_record(lines[i + 1]) ? 1 : 0;
+  CHECK(reads_at_once > 100);
+  for (InputFormat format : {InputFormat::auto_detect, InputFormat::text, InputFormat::json, InputFormat::journald}) {
+    const auto [held, alone] = both_ways(lines, format);
+    CHECK(held.items.size() > (format == InputFormat::json ? 0U : 20U));
+    CHECK(held.items == alone.items);
+  }
+}
+
+TEST_CASE("starts_text_record is true only for lines that end a held record") {
+  LineParser parser;
+  CHECK(parser.starts_text_record(kTextFailure));
+  CHECK(parser.starts_text_record(kAnsiFailure));
+  CHECK_FALSE(parser.starts_text_record("    0: report received hostname=web-07"));
+  CHECK_FALSE(parser.starts_text_record(""));
+  CHECK_FALSE(parser.starts_text_record(R"J({"fields":{"message":"x"}})J"));
+  CHECK_FALSE(parser.starts_text_record(std::string("2026-11-20T08:14:05Z  INFO x") + '\0'));
+  // Each of them true or false, parse() of a held record then says the same.
+  for (const std::string& next : {kTextFailure, std::string("    0: more")}) {
+    LineParser held;
+    held.parse(kTextFailure);
+    REQUIRE(held.holds_record());
+    const bool completed = held.parse(next).events.size() == 1;
+    CHECK(completed == parser.starts_text_record(next));
+  }
 }
