@@ -254,6 +254,31 @@ TEST_CASE("a text line is turned away only when the next line is known to start 
   CHECK(json_only.screen(kTowerText, &tower) == ScreenVerdict::parse);
 }
 
+TEST_CASE("a text report spelling a counting token anywhere, or a version field after its message, is kept") {
+  // Every position of short and long bodies: the byte pass looks at 16 starts a round in place
+  // and at the last few dozen bytes from a padded copy, so each seam is crossed.
+  CandidateScreen screen;
+  const std::string_view tower = kTowerText;
+  for (const std::string& filler : {std::string(), std::string(40, 'x'), std::string(300, 'y')}) {
+    const std::string quiet = text_report("stale-target", " note=" + filler);
+    REQUIRE(screen.screen(quiet, &tower) == ScreenVerdict::text_quiet_report);
+    const std::size_t body = quiet.find("INFO");
+    for (std::string_view token : {"ompliance", "untime", "held by fleet-level gate", "\\", " version=1"}) {
+      for (std::size_t at = body + 5; at <= quiet.size(); ++at) {
+        const std::size_t message = quiet.find("report received");
+        if (token.front() != ' ' && at > message && at < message + 15) continue;  // no report left
+        const std::string line = quiet.substr(0, at) + std::string(token) + quiet.substr(at);
+        // ` version=` counts only outside span braces: inside `request{..}` it is span data.
+        int depth = 0;
+        for (std::size_t i = 0; i < at; ++i) depth += quiet[i] == '{' ? 1 : quiet[i] == '}' ? -1 : 0;
+        const bool in_span = token.front() == ' ' && depth > 0;
+        INFO(line);
+        CHECK(screen.screen(line, &tower) == (in_span ? ScreenVerdict::text_quiet_report : ScreenVerdict::parse));
+      }
+    }
+  }
+}
+
 TEST_CASE("every line the screen turns away is a line the parser makes nothing of") {
   CandidateScreen screen;
   std::size_t turned_away = 0;
