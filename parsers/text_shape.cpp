@@ -16,14 +16,17 @@
 //   inert. The first occurrence of a field wins: later ones are inside free text.
 
 #include <array>
+#include <cstdint>
 #include <cstring>
 
 #include "parsers/shapes.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace nle::parsers {
 namespace {
-
-constexpr std::array<std::string_view, 5> kLevels = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR"};
 
 // A table, not a chain of comparisons: the field walk asks this of most bytes of a counting line.
 constexpr std::array<bool, 256> kIdentBytes = [] {
@@ -37,8 +40,16 @@ constexpr std::array<bool, 256> kIdentBytes = [] {
 
 bool is_ident_byte(char c) { return kIdentBytes[static_cast<unsigned char>(c)]; }
 
+// Fixed-size compares, not a string compare per level: asked of up to three words per line.
+bool is_level(std::string_view word) {
+  const char* w = word.data();
+  if (word.size() == 4) return std::memcmp(w, "INFO", 4) == 0 || std::memcmp(w, "WARN", 4) == 0;
+  if (word.size() != 5) return false;
+  return std::memcmp(w, "DEBUG", 5) == 0 || std::memcmp(w, "ERROR", 5) == 0 || std::memcmp(w, "TRACE", 5) == 0;
+}
+
 // Returns the offset just past the level token, or npos.
-std::size_t find_level_in(std::string_view s) {
+std::size_t find_level_in_order(std::string_view s) {
   std::size_t i = 0;
   for (int token = 0; token < 3; ++token) {
     while (i < s.size() && s[i] == ' ') ++i;
@@ -48,12 +59,39 @@ std::size_t find_level_in(std::string_view s) {
     const std::size_t length = i - start;
     if (length == 0) return std::string_view::npos;
     if ((length != 4 && length != 5) || i == s.size()) continue;  // no level, or nothing after it
-    const std::string_view word = s.substr(start, length);
-    for (std::string_view level : kLevels) {
-      if (word == level) return i;
-    }
+    if (is_level(s.substr(start, length))) return i;
   }
   return std::string_view::npos;
+}
+
+// The same, from a mask of the spaces among the first 64 bytes: every line is asked this several
+// times (the screen, the next line's, the reader), and a memchr call per token cost more than
+// the tokens. A token that does not end inside the window leaves it to the loop above.
+std::size_t find_level_in(std::string_view s) {
+#if defined(__x86_64__)
+  if (s.size() >= 64) {
+    std::uint64_t spaces = 0;
+    for (int k = 0; k < 4; ++k) {
+      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s.data() + 16 * k));
+      spaces |= static_cast<std::uint64_t>(static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8(' ')))))
+                << (16 * k);
+    }
+    std::size_t i = 0;
+    for (int token = 0; token < 3; ++token) {
+      const std::uint64_t word_bytes = ~spaces >> i;  // i < 64: the last token ended at a space
+      if (word_bytes == 0) break;
+      i += static_cast<std::size_t>(__builtin_ctzll(word_bytes));
+      const std::uint64_t spaces_after = spaces >> i;
+      if (spaces_after == 0) break;
+      const std::size_t start = i;
+      i += static_cast<std::size_t>(__builtin_ctzll(spaces_after));
+      const std::size_t length = i - start;  // at least 1, and a space follows
+      if ((length == 4 || length == 5) && is_level(s.substr(start, length))) return i;
+      if (token == 2) return std::string_view::npos;
+    }
+  }
+#endif
+  return find_level_in_order(s);
 }
 
 std::size_t find_level(std::string_view line) {
@@ -90,11 +128,11 @@ std::string_view field_at(std::string_view s, std::size_t pos) {
   return s.substr(pos + 1, i - pos - 1);
 }
 
-// The first ` name=` at or after `from` (its space), or s.size(). Found from the '=' rather
-// than the space: a field's name is the run of identifier bytes just before its '=', so each '='
-// has one possible start, and '=' is far rarer than ' ' in a line. Fields come in the same order
-// either way (the name run of one field ends before the next field's space).
-std::size_t next_field(std::string_view s, std::size_t from) {
+// The first ` name=` at or after `from` (its space), or s.size(); `*eq` is set to its '='. Found
+// from the '=' rather than the space: a field's name is the run of identifier bytes just before
+// its '=', so each '=' has one possible start, and '=' is far rarer than ' ' in a line. Fields come
+// in the same order either way (the name run of one field ends before the next field's space).
+std::size_t next_field(std::string_view s, std::size_t from, std::size_t* eq_at = nullptr) {
   for (std::size_t from_eq = from; from_eq < s.size();) {
     const void* hit = std::memchr(s.data() + from_eq, '=', s.size() - from_eq);
     if (hit == nullptr) break;
@@ -104,10 +142,16 @@ std::size_t next_field(std::string_view s, std::size_t from) {
     while (name > from + 1 && is_ident_byte(s[name - 1])) --name;
     if (name == eq || name < from + 1 || s[name - 1] != ' ') continue;
     const char c = s[name];
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_') return name - 1;
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_') {
+      if (eq_at != nullptr) *eq_at = eq;
+      return name - 1;
+    }
   }
   return s.size();
 }
+
+// The name of the field next_field() found at `pos`, its '=' at `eq`: what field_at() would say.
+std::string_view field_name(std::string_view s, std::size_t pos, std::size_t eq) { return s.substr(pos + 1, eq - pos - 1); }
 
 // After the level: the offset where an event message starts (and which one), or npos.
 std::size_t find_event_message(std::string_view rest, std::string_view& message) {
@@ -189,9 +233,10 @@ void assign(EventFields& f, std::string_view name, std::string_view value, bool 
 
 // `fields` is what follows the message: ` key=value key=value ...`.
 void scan_fields(std::string_view s, EventFields& f, Arena& arena) {
-  std::size_t pos = next_field(s, 0);
+  std::size_t eq = 0;
+  std::size_t pos = next_field(s, 0, &eq);
   while (pos < s.size()) {
-    const std::string_view name = field_at(s, pos);
+    const std::string_view name = field_name(s, pos, eq);
     const std::size_t value_start = pos + 1 + name.size() + 1;
     std::size_t next = std::string_view::npos;
     std::string_view value;
@@ -211,7 +256,7 @@ void scan_fields(std::string_view s, EventFields& f, Arena& arena) {
       }
     }
     if (next == std::string_view::npos) {
-      next = next_field(s, value_start);
+      next = next_field(s, value_start, &eq);
       value = s.substr(value_start, next - value_start);
       if (is_identifier_valued(name)) value = value.substr(0, value.find(' '));
       assign(f, name, value, false);
@@ -219,7 +264,7 @@ void scan_fields(std::string_view s, EventFields& f, Arena& arena) {
       continue;
     }
     assign(f, name, value, is_json_object);
-    pos = next_field(s, next);
+    pos = next_field(s, next, &eq);
   }
 }
 
@@ -230,8 +275,9 @@ bool contains(std::string_view haystack, std::string_view needle) { return conta
 void scan_build_info(std::string_view s, EventFields& f, Arena& arena) {
   int depth = 0;
   std::size_t counted = 0;  // braces of s[0, counted) are in depth
-  for (std::size_t i = next_field(s, 0); i < s.size(); i = next_field(s, i + 1)) {
-    const std::string_view name = field_at(s, i);
+  std::size_t eq = 0;
+  for (std::size_t i = next_field(s, 0, &eq); i < s.size(); i = next_field(s, i + 1, &eq)) {
+    const std::string_view name = field_name(s, i, eq);
     if (name != "version" && name != "git_commit") continue;
     for (; counted < i; ++counted) {
       if (s[counted] == '{') ++depth;

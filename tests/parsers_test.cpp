@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "parsers/line_parser.h"
+#include "parsers/shapes.h"
 #include "parsers/timestamp.h"
 
 using nle::EventKind;
@@ -773,4 +774,62 @@ TEST_CASE("starts_text_record is true only for lines that end a held record") {
     const bool completed = held.parse(next).events.size() == 1;
     CHECK(completed == parser.starts_text_record(next));
   }
+}
+
+namespace {
+
+// The level rule of text_shape.cpp spelled plainly: among the first three space-separated tokens,
+// a level with something after it; failing that, the same after a syslog prefix's first ": "
+// (within the first 256 bytes).
+std::size_t plain_level_end(std::string_view s) {
+  const auto in = [](std::string_view t) -> std::size_t {
+    std::size_t i = 0;
+    for (int token = 0; token < 3; ++token) {
+      while (i < t.size() && t[i] == ' ') ++i;
+      const std::size_t start = i;
+      while (i < t.size() && t[i] != ' ') ++i;
+      if (i == start) return std::string_view::npos;
+      const std::string_view word = t.substr(start, i - start);
+      if (i < t.size() && (word == "TRACE" || word == "DEBUG" || word == "INFO" || word == "WARN" || word == "ERROR")) {
+        return i;
+      }
+    }
+    return std::string_view::npos;
+  };
+  if (const std::size_t at = in(s); at != std::string_view::npos) return at;
+  const std::size_t colon = s.substr(0, std::min<std::size_t>(s.size(), 256)).find(": ");
+  if (colon == std::string_view::npos) return std::string_view::npos;
+  const std::size_t at = in(s.substr(colon + 2));
+  return at == std::string_view::npos ? at : colon + 2 + at;
+}
+
+}  // namespace
+
+TEST_CASE("the level token is found as the plain rule finds it, wherever the tokens end") {
+  // Tokens of every length around the 64-byte window the fast path reads, with runs of spaces.
+  const std::vector<std::string> words = {"INFO", "WARN", "ERROR", "DEBUG", "TRACE", "INF", "INFOO", "ERRORS",
+                                          "2026-11-20T08:14:03.511203Z", "x", "Nov", "host", "cp[12]:", "\tINFO",
+                                          std::string(20, 'a'), std::string(40, 'b'), std::string(63, 'c')};
+  std::uint64_t state = 88172645463325252ULL;  // xorshift64: the same lines every run
+  const auto next = [&](std::size_t n) {
+    state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+    return static_cast<std::size_t>(state % n);
+  };
+  std::size_t found = 0;
+  for (int round = 0; round < 20000; ++round) {
+    std::string line(next(3), ' ');
+    const std::size_t tokens = 1 + next(5);
+    for (std::size_t t = 0; t < tokens; ++t) {
+      if (t > 0) line += std::string(1 + next(3), ' ');
+      line += words[next(words.size())];
+    }
+    if (next(2) == 0) line += " report: report received hostname=web-07 event=compliance-failure control_id=C";
+    if (next(4) == 0) line += std::string(next(40), ' ');
+    INFO("[" << line << "]");
+    const std::size_t expected = plain_level_end(line);
+    REQUIRE(nle::parsers::text_record_body(line) == expected);
+    REQUIRE(nle::parsers::is_text_record_start(line) == (expected != std::string_view::npos));
+    found += expected != std::string_view::npos ? 1 : 0;
+  }
+  CHECK(found > 2000);
 }
