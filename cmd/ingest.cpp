@@ -48,13 +48,13 @@ void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::
     next = chomped(end + 1, static_cast<std::size_t>(static_cast<const char*>(nl) - block.data()));
     return next.size() <= max_line_bytes;
   };
-  const auto deliver = [&](std::size_t begin, std::size_t end, bool candidate) {
+  const auto deliver = [&](std::size_t begin, std::size_t end, bool candidate, bool screen) {
     const std::string_view text = chomped(begin, end);
     std::string_view next;
     bool has_next = false;
     if (text.size() > max_line_bytes) {
       oversize_line(text.size());
-    } else if (candidate && screening_ &&
+    } else if (candidate && screen &&
                screen_.screen(text, (has_next = next_line(end, next)) ? &next : nullptr) != ScreenVerdict::parse) {
       ++pending_lines_;  // the parser would make nothing of it, and holds no record it could end
       ++screened_out_;
@@ -62,7 +62,7 @@ void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::
       // The scan found it, the screen kept it. A text record it starts is complete when the next
       // line starts one too: read now, that next line goes back to the scan instead of the parser.
       ++pending_lines_;
-      if (!screening_) has_next = next_line(end, next);
+      if (!screen) has_next = next_line(end, next);
       const bool alone = has_next && parser_.starts_text_record(next);
       record(alone ? parser_.parse_before_text_record(text) : parser_.parse(text), order_base + offset + end + 1);
     } else {
@@ -75,7 +75,7 @@ void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::
       // Each line after a held record must reach the parser, relevant or not.
       const void* nl = std::memchr(block.data() + pos, '\n', block.size() - pos);
       const std::size_t end = nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - block.data()) : block.size();
-      deliver(pos, end, false);
+      deliver(pos, end, false, false);
       pos = end + 1;
       continue;
     }
@@ -83,7 +83,10 @@ void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::
     pending_lines_ += c.lines_before;
     if (!c.found) break;
     ++candidates_;
-    deliver(c.line_begin, c.line_end, true);
+    // A tracing JSON line spelling a counting value is nearly always a counting report (a text
+    // line's report is found by its message first, and the text screen is cheap on the others).
+    const bool skip_screen = c.counting_value && block[c.line_begin] == '{';
+    deliver(c.line_begin, c.line_end, true, screening_ && !skip_screen);
     pos = c.line_end + 1;
   }
 }

@@ -146,8 +146,16 @@ inline bool same_bytes(const char* p, std::string_view s) {
   return true;
 }
 
-// Is a relevance needle at `at`, given that some anchor's byte pair matched there?
-bool verify(const Tables& t, const char* d, std::size_t size, std::size_t at) {
+constexpr std::size_t kNoAnchor = kAnchorCount;
+
+// The anchors of the counting event values: a line found by one is most likely a line that counts.
+constexpr bool is_counting_value_anchor(std::size_t a) {
+  return kAnchors[a].text == "ompliance" || kAnchors[a].text == "untime";
+}
+
+// Is a relevance needle at `at`, given that some anchor's byte pair matched there? Returns the
+// index of the anchor that led to it, or kNoAnchor.
+std::size_t verify(const Tables& t, const char* d, std::size_t size, std::size_t at) {
   const char* const end = d + size;
   for (unsigned bits = t.anchors_starting_with[static_cast<unsigned char>(d[at])]; bits != 0; bits &= bits - 1) {
     const std::size_t a = static_cast<std::size_t>(__builtin_ctz(bits));
@@ -163,20 +171,20 @@ bool verify(const Tables& t, const char* d, std::size_t size, std::size_t at) {
       if (!c.is_anchor && (size - start < c.needle.size() || !same_bytes(d + start, c.needle))) continue;
       switch (c.where) {
         case Tables::Where::anywhere:
-          return true;
+          return a;
         case Tables::Where::version_field:
-          if (parsers::is_build_info_version_at(d, end, d + start)) return true;
+          if (parsers::is_build_info_version_at(d, end, d + start)) return a;
           break;
         case Tables::Where::not_json_report_message:
-          if (!parsers::is_json_report_message(d, end, d + start)) return true;
+          if (!parsers::is_json_report_message(d, end, d + start)) return a;
           break;
         case Tables::Where::other:
-          if (needle_occurrence_counts(std::string_view(d, size), start, c.needle)) return true;
+          if (needle_occurrence_counts(std::string_view(d, size), start, c.needle)) return a;
           break;
       }
     }
   }
-  return false;
+  return kNoAnchor;
 }
 
 // Masks for the (up to 64) positions of [base, size), byte by byte: the tail of a block, and

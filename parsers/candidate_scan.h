@@ -18,6 +18,9 @@ struct Candidate {
   std::size_t line_begin = 0;      // the line's first byte (block size if !found)
   std::size_t line_end = 0;        // its "\n" (block size if !found, or if the block lacks one)
   std::uint64_t lines_before = 0;  // newlines in [from, line_begin): lines skipped
+  // The first needle found on the line is a counting event value (`compliance-failure`, ...): most
+  // such lines count, so the candidate screen would only cost time on them.
+  bool counting_value = false;
 };
 
 // Scans block[from, size). `from` must be a line start (0, or just after a "\n"). A line is found

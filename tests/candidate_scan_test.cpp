@@ -64,6 +64,18 @@ std::vector<Found> reference(std::string_view block, std::size_t max_line_bytes)
   return found;
 }
 
+// For each line scan_all() finds: whether the scan marked it as spelling a counting value first.
+std::vector<bool> counting_marks(std::string_view block, std::size_t max_line_bytes, std::string_view kernel) {
+  std::vector<bool> marks;
+  for (std::size_t from = 0; from < block.size();) {
+    const nle::Candidate c = nle::find_candidate_with(kernel, block, from, max_line_bytes);
+    if (!c.found) break;
+    marks.push_back(c.counting_value);
+    from = c.line_end + 1;
+  }
+  return marks;
+}
+
 std::vector<Found> scan_all(std::string_view block, std::size_t max_line_bytes, std::string_view kernel = "") {
   std::vector<Found> found;
   std::size_t from = 0;
@@ -179,9 +191,28 @@ TEST_CASE("every kernel finds exactly the lines a line-by-line reference finds")
                               std::size_t{1} << 20}) {
         INFO("kernel " << kernel << " round " << round << " cap " << cap);
         REQUIRE(scan_all(block, cap, kernel) == reference(block, cap));
+        REQUIRE(counting_marks(block, cap, kernel) == counting_marks(block, cap, "scalar"));
       }
     }
   }
+}
+
+TEST_CASE("a line is marked as spelling a counting value when that is the first needle found on it") {
+  for (std::string_view needle : nle::relevance_needles()) {
+    const std::string block = "{\"a\":\"" + std::string(needle) + counting_suffix(needle) + "\"}\n";
+    const nle::Candidate c = nle::find_candidate(block, 0, 1 << 20);
+    REQUIRE(c.found);
+    const bool counting = needle == "compliance-failure" || needle == "ComplianceFailure" ||
+                          needle == "runtime-gate-error" || needle == "RuntimeGateError";
+    INFO(block);
+    CHECK(c.counting_value == counting);
+  }
+  const auto marked = [](std::string_view line) { return nle::find_candidate(line, 0, 1 << 20).counting_value; };
+  CHECK(marked(R"J({"fields":{"message":"report received","event":"ComplianceFailure","hostname":"h"}})J"));
+  CHECK(marked(R"J({"message":"report received","event":"runtime-gate-error"})J"));
+  CHECK_FALSE(marked("2026-11-20T08:14:03Z  INFO report: report received event=compliance-failure control_id=C"));
+  CHECK_FALSE(marked(R"J({"fields":{"message":"starting","version":"1","event":"RuntimeGateError"}})J"));
+  CHECK_FALSE(marked(R"J({"fields":{"message":"dispatch: held by fleet-level gate","gate":"ComplianceWave"}})J"));
 }
 
 TEST_CASE("one line at a time, a needle is found exactly when the line holds one") {
