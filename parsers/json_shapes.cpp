@@ -6,11 +6,18 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <utility>
 
 #include "parsers/shapes.h"
+
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
 
 namespace nle::parsers {
 namespace {
@@ -154,18 +161,14 @@ error_code read_event_object(od::object object, EventFields& f, Arena& arena, bo
 
 bool is_json_blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-// The bytes of `[104,105]` as written (raw_json: the array and the blanks after it). Exactly the
-// arrays simdjson's get_uint64() reads element by element: unsigned integers without a leading
-// zero, fraction or exponent, each at most 255; anything else is an error, as there.
-error_code decode_byte_array(std::string_view raw, Arena& arena, std::string_view& out) {
+// The elements of a byte array from `i` on, byte by byte: every input the fast path below does not
+// take ends here, so this loop alone decides what is accepted and with which error. `i` is just
+// past the '[' (`first`) or just past a ',', with `count` elements decoded into `bytes` already.
+error_code decode_byte_array_carefully(std::string_view raw, std::size_t i, bool first, char* bytes,
+                                       std::size_t count, std::string_view& out) {
   const std::size_t n = raw.size();
-  std::size_t i = 0;
-  if (n == 0 || raw[0] != '[') return simdjson::INCORRECT_TYPE;
-  char* bytes = arena.reserve(n / 2 + 1);  // each element takes a digit and a separator
-  std::size_t count = 0;
-  ++i;
   while (i < n && is_json_blank(raw[i])) ++i;
-  if (i < n && raw[i] == ']') {
+  if (first && i < n && raw[i] == ']') {
     ++i;
   } else {
     for (;;) {
@@ -196,6 +199,165 @@ error_code decode_byte_array(std::string_view raw, Arena& arena, std::string_vie
   if (i != n) return simdjson::TAPE_ERROR;
   out = std::string_view(bytes, count);
   return simdjson::SUCCESS;
+}
+
+// The fast path reads an array 64 bytes at a time, starting at an element. A byte's lane looks
+// back at up to 4 bytes before it, so a window needs 4 readable bytes before its start.
+constexpr std::size_t kWindow = 64;
+constexpr std::size_t kLookBehind = 4;
+
+// A window's bytes by kind, and for every lane the element that a separator there would end.
+struct WindowScan {
+  std::uint64_t digits = 0;  // bit k: window[k] is '0'..'9'
+  std::uint64_t commas = 0;
+  std::uint64_t bad = 0;  // bit k: the digits before k are none, more than 3, lead with 0 or exceed 255
+  alignas(16) unsigned char values[kWindow];  // lane k: the 1 to 3 digits before k as a number
+};
+
+// The lanes that count are separators at or before the window's first byte that is neither a
+// digit nor a comma, so every byte a lane looks back at is a digit or a comma, or window[-1]:
+// the ',' before the first element, or a zero where decode_byte_array() staged the window (never
+// '[', which the SSE2 lanes would take for a digit). A lane's digits stop at the first non-digit
+// behind it, which window[-1] always is, so bytes further back never count.
+#if defined(__x86_64__)
+// Lanes of bytes: x86-64 guarantees SSE2 only, which has no byte multiply and only signed byte
+// compares; every quantity compared stays within 0..99.
+void scan_window(const char* window, WindowScan& scan) {
+  const __m128i zero_digit = _mm_set1_epi8('0');
+  // '0'..'9' shifted to -128..-119, every other byte above.
+  const __m128i digit_shift = _mm_set1_epi8(static_cast<char>(0x80 - '0'));
+  const __m128i below_ten = _mm_set1_epi8(static_cast<char>(-128 + 10));
+  const __m128i comma = _mm_set1_epi8(',');
+  const __m128i minus_one = _mm_set1_epi8(-1);
+  const __m128i zero = _mm_setzero_si128();
+  const __m128i five = _mm_set1_epi8(5);
+  const __m128i twenty_five = _mm_set1_epi8(25);
+  auto load = [&](std::size_t h, std::size_t back) {
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(window + h - back));
+  };
+  auto times_ten = [](__m128i d) {
+    const __m128i twice = _mm_add_epi8(d, d);
+    const __m128i four_times = _mm_add_epi8(twice, twice);
+    return _mm_add_epi8(_mm_add_epi8(four_times, four_times), twice);
+  };
+  auto bits = [](__m128i mask, std::size_t h) {
+    return static_cast<std::uint64_t>(static_cast<unsigned>(_mm_movemask_epi8(mask))) << h;
+  };
+  for (std::size_t h = 0; h < kWindow; h += 16) {
+    const __m128i here = load(h, 0);
+    scan.digits |= bits(_mm_cmplt_epi8(_mm_add_epi8(here, digit_shift), below_ten), h);
+    scan.commas |= bits(_mm_cmpeq_epi8(here, comma), h);
+    // Behind a lane, a byte from '0' up is a digit (see above).
+    const __m128i ones = _mm_sub_epi8(load(h, 1), zero_digit);
+    const __m128i tens = _mm_sub_epi8(load(h, 2), zero_digit);
+    const __m128i hundreds = _mm_sub_epi8(load(h, 3), zero_digit);
+    const __m128i has_tens = _mm_and_si128(_mm_cmpgt_epi8(ones, minus_one), _mm_cmpgt_epi8(tens, minus_one));
+    const __m128i hundreds_digit = _mm_cmpgt_epi8(hundreds, minus_one);
+    const __m128i has_hundreds = _mm_and_si128(has_tens, hundreds_digit);
+    // The element without its last digit: at most 99, so the value overflows exactly when
+    // this exceeds 25, or is 25 and the last digit exceeds 5.
+    const __m128i leading =
+        _mm_add_epi8(_mm_and_si128(has_hundreds, times_ten(hundreds)), _mm_and_si128(has_tens, tens));
+    _mm_store_si128(reinterpret_cast<__m128i*>(scan.values + h), _mm_add_epi8(times_ten(leading), ones));
+    const __m128i over_255 = _mm_or_si128(_mm_cmpgt_epi8(leading, twenty_five),
+                                          _mm_and_si128(_mm_cmpeq_epi8(leading, twenty_five), _mm_cmpgt_epi8(ones, five)));
+    const __m128i leading_zero =
+        _mm_or_si128(_mm_and_si128(_mm_andnot_si128(hundreds_digit, has_tens), _mm_cmpeq_epi8(tens, zero)),
+                     _mm_and_si128(has_hundreds, _mm_cmpeq_epi8(hundreds, zero)));
+    scan.bad |= bits(_mm_or_si128(over_255, leading_zero), h);
+  }
+  // No digit before a lane, or more than 3.
+  const std::uint64_t has_ones = scan.digits << 1;
+  scan.bad |= ~has_ones | (has_ones & scan.digits << 2 & scan.digits << 3 & scan.digits << 4);
+}
+#else
+void scan_window(const char* window, WindowScan& scan) {
+  for (std::size_t k = 0; k < kWindow; ++k) {
+    auto digit_at = [&](std::ptrdiff_t back) {
+      const char c = window[static_cast<std::ptrdiff_t>(k) - back];
+      return c >= '0' && c <= '9' ? c - '0' : -1;
+    };
+    const int ones = digit_at(1), tens = digit_at(2), hundreds = digit_at(3), thousands = digit_at(4);
+    bool bad = true;
+    int value = 0;
+    if (ones < 0) {
+    } else if (tens < 0) {
+      value = ones, bad = false;
+    } else if (hundreds < 0) {
+      value = tens * 10 + ones, bad = tens == 0;
+    } else if (thousands < 0) {
+      value = hundreds * 100 + tens * 10 + ones, bad = hundreds == 0 || value > 255;
+    }
+    scan.digits |= static_cast<std::uint64_t>(window[k] >= '0' && window[k] <= '9') << k;
+    scan.commas |= static_cast<std::uint64_t>(window[k] == ',') << k;
+    scan.bad |= static_cast<std::uint64_t>(bad) << k;
+    scan.values[k] = static_cast<unsigned char>(value);
+  }
+}
+#endif
+
+// What the fast path made of one window.
+struct WindowResult {
+  std::size_t consumed;  // bytes of whole elements with their commas (or through the ']')
+  bool closed;           // the ']' was read
+};
+
+// The elements of `window` up to the first that the window does not hold whole (its separator
+// lies past the window) or that the careful loop must judge. window[-1] is the ',' before the
+// first element, or a zero.
+inline WindowResult decode_window(const char* window, char* bytes, std::size_t& count) {
+  WindowScan scan;
+  scan_window(window, scan);
+  const std::uint64_t others = ~(scan.digits | scan.commas);
+  const auto limit = static_cast<std::size_t>(std::countr_zero(others));  // kWindow when there is none
+  const std::uint64_t before_limit = limit == kWindow ? ~std::uint64_t{0} : (std::uint64_t{1} << limit) - 1;
+  const bool closing = limit < kWindow && window[limit] == ']';
+  std::uint64_t separators = (scan.commas & before_limit) | (closing ? std::uint64_t{1} << limit : 0);
+  const std::uint64_t bad_separators = separators & scan.bad;
+  // Separators from the first bad one on are left to the careful loop.
+  if (bad_separators) separators &= (bad_separators & -bad_separators) - 1;
+  if (!separators) return {0, false};
+  std::size_t decoded = count;
+  for (std::uint64_t rest = separators; rest; rest &= rest - 1) {
+    bytes[decoded++] = static_cast<char>(scan.values[std::countr_zero(rest)]);
+  }
+  count = decoded;
+  const auto last = static_cast<std::size_t>(63 - std::countl_zero(separators));
+  return {last + 1, closing && last == limit};
+}
+
+// The bytes of `[104,105]` as written (raw_json: the array and the blanks after it). Exactly the
+// arrays simdjson's get_uint64() reads element by element: unsigned integers without a leading
+// zero, fraction or exponent, each at most 255; anything else is an error, as there.
+// journalctl writes no blanks, so the common array goes through decode_window(), which hands the
+// rest (blanks, errors, whatever it cannot see whole) to the careful loop where it stops.
+error_code decode_byte_array(std::string_view raw, Arena& arena, std::string_view& out) {
+  const std::size_t n = raw.size();
+  if (n == 0 || raw[0] != '[') return simdjson::INCORRECT_TYPE;
+  char* bytes = arena.reserve(n / 2 + 1);  // each element takes a digit and a separator
+  std::size_t count = 0;
+  std::size_t i = 1;
+  for (;;) {
+    WindowResult result;
+    if (i >= kLookBehind && i + kWindow <= n) {
+      result = decode_window(raw.data() + i, bytes, count);
+    } else {
+      // Copied where the window would read outside `raw`: the zeros around stop the fast path
+      // and read as the non-digit before the first element.
+      char staged[kLookBehind + kWindow] = {};
+      std::memcpy(staged + kLookBehind, raw.data() + i, std::min(n - i, kWindow));
+      result = decode_window(staged + kLookBehind, bytes, count);
+    }
+    i += result.consumed;
+    if (result.closed) {
+      while (i < n && is_json_blank(raw[i])) ++i;
+      if (i != n) return simdjson::TAPE_ERROR;
+      out = std::string_view(bytes, count);
+      return simdjson::SUCCESS;
+    }
+    if (result.consumed == 0) break;
+  }
+  return decode_byte_array_carefully(raw, i, count == 0, bytes, count, out);
 }
 
 // journald writes a field that is not printable UTF-8 as an array of byte values. Read from the
@@ -355,6 +517,10 @@ struct JsonReader::Impl {
     (void)read_object(object);
   }
 };
+
+int decode_journald_byte_array(std::string_view raw, Arena& arena, std::string_view& out) {
+  return decode_byte_array(raw, arena, out);
+}
 
 JsonReader::JsonReader() : impl_(std::make_unique<Impl>()) {}
 JsonReader::~JsonReader() = default;

@@ -1,9 +1,11 @@
 // Parser rules, one case each: every shape of LOG-FORMAT.md, and every trap it warns about.
 #include <catch2/catch.hpp>
+#include <simdjson.h>
 
 #include <cstdint>
 #include <fstream>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -832,4 +834,140 @@ TEST_CASE("the level token is found as the plain rule finds it, wherever the tok
     found += expected != std::string_view::npos ? 1 : 0;
   }
   CHECK(found > 2000);
+}
+
+namespace {
+
+bool is_json_blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+// decode_journald_byte_array() as it was before its fast path: byte by byte, one branch a digit.
+// What it accepts, rejects and returns is the definition the fast path must keep.
+simdjson::error_code reference_decode_byte_array(std::string_view raw, nle::parsers::Arena& arena,
+                                                 std::string_view& out) {
+  const std::size_t n = raw.size();
+  std::size_t i = 0;
+  if (n == 0 || raw[0] != '[') return simdjson::INCORRECT_TYPE;
+  char* bytes = arena.reserve(n / 2 + 1);
+  std::size_t count = 0;
+  ++i;
+  while (i < n && is_json_blank(raw[i])) ++i;
+  if (i < n && raw[i] == ']') {
+    ++i;
+  } else {
+    for (;;) {
+      if (i >= n || raw[i] < '0' || raw[i] > '9') return simdjson::INCORRECT_TYPE;
+      unsigned value = 0;
+      const std::size_t digits_start = i;
+      while (i < n && raw[i] >= '0' && raw[i] <= '9') {
+        value = value * 10 + static_cast<unsigned>(raw[i] - '0');
+        if (value > 255) return simdjson::NUMBER_OUT_OF_RANGE;
+        ++i;
+      }
+      if (raw[digits_start] == '0' && i - digits_start > 1) return simdjson::NUMBER_ERROR;
+      bytes[count++] = static_cast<char>(value);
+      while (i < n && is_json_blank(raw[i])) ++i;
+      if (i < n && raw[i] == ',') {
+        ++i;
+        while (i < n && is_json_blank(raw[i])) ++i;
+        continue;
+      }
+      if (i < n && raw[i] == ']') {
+        ++i;
+        break;
+      }
+      return simdjson::INCORRECT_TYPE;
+    }
+  }
+  while (i < n && is_json_blank(raw[i])) ++i;
+  if (i != n) return simdjson::TAPE_ERROR;
+  out = std::string_view(bytes, count);
+  return simdjson::SUCCESS;
+}
+
+// The same input through both decoders; its own copy, so nothing after it can be read.
+void require_same_decoding(std::string_view raw) {
+  const std::string copy(raw);
+  nle::parsers::Arena arena;
+  std::string_view expected = "unset", actual = "unset";
+  const int expected_error = reference_decode_byte_array(copy, arena, expected);
+  const int actual_error = nle::parsers::decode_journald_byte_array(copy, arena, actual);
+  INFO("array: " << copy);
+  REQUIRE(actual_error == expected_error);
+  REQUIRE(actual == expected);
+}
+
+std::string random_byte_array(std::mt19937& rng, std::size_t length) {
+  std::string bytes(length, '\0');
+  for (char& c : bytes) c = static_cast<char>(rng() & 0xff);
+  return byte_array(bytes);
+}
+
+}  // namespace
+
+TEST_CASE("the byte-array decoder's fast path decodes exactly what the careful loop decodes") {
+  std::mt19937 rng(20261120);
+  const std::vector<std::string_view> fixed = {
+      "",      "[",      "]",     "[]",      "[ ]",     "[]  ",   "[] x",   "[,]",    "[1,]",   "[,1]",
+      "[1,,2]", "[00]",  "[01]",  "[0]",     "[255]",   "[256]",  "[999]",  "[1000]", "[0255]", "[-1]",
+      "[1.5]",  "[1e2]", "[1E2]", "[ 1 ]",   "[1 ,2]",  "[1, 2]", "[1\t,\n2\r]", "[1]x", "[1]]",  "[1",
+      "[1,",    "[[1]]", "[\"1\"]", "[true]", "[null]", "{1}",    "[1}",    "[1] \n", "[1]\t ", "[+1]",
+  };
+  for (std::string_view raw : fixed) require_same_decoding(raw);
+
+  // Valid arrays of every byte, from empty to longer than many windows, and each cut short.
+  for (std::size_t length : {0, 1, 2, 3, 15, 16, 17, 20, 31, 63, 64, 65, 100, 257, 1000, 3000}) {
+    const std::string raw = random_byte_array(rng, length);
+    require_same_decoding(raw);
+    require_same_decoding(raw + "   ");
+    if (length <= 100) {
+      for (std::size_t cut = 0; cut < raw.size(); ++cut) require_same_decoding(std::string_view(raw).substr(0, cut));
+    }
+  }
+  {
+    std::string all_bytes;
+    for (int b = 0; b < 256; ++b) all_bytes += static_cast<char>(b);
+    require_same_decoding(byte_array(all_bytes));
+  }
+
+  // Damage at every position of short arrays, and at random positions of longer ones.
+  const std::vector<std::string> damages = {" ", "\t", "\n", "\r", "0", "00", "256", "999", "1000", "-", "-1",
+                                            ".", ".5", "e2", "E", "+", ",", ",,", "]", "[", "x", "\"", "}",
+                                            std::string(1, '\0'), "\xff"};
+  for (std::size_t length : {1, 3, 20}) {
+    const std::string raw = random_byte_array(rng, length);
+    for (std::size_t at = 0; at <= raw.size(); ++at) {
+      for (const std::string& damage : damages) {
+        require_same_decoding(raw.substr(0, at) + damage + raw.substr(at));
+        if (at < raw.size()) require_same_decoding(raw.substr(0, at) + damage + raw.substr(at + 1));
+      }
+    }
+  }
+  for (int round = 0; round < 3000; ++round) {
+    std::string raw = random_byte_array(rng, rng() % 400);
+    const int changes = 1 + static_cast<int>(rng() % 3);
+    for (int c = 0; c < changes; ++c) {
+      const std::size_t at = rng() % (raw.size() + 1);
+      const std::string& damage = damages[rng() % damages.size()];
+      if (rng() % 2 && at < raw.size()) {
+        raw.replace(at, 1, damage);
+      } else {
+        raw.insert(at, damage);
+      }
+    }
+    require_same_decoding(raw);
+    require_same_decoding(std::string_view(raw).substr(0, rng() % (raw.size() + 1)));
+  }
+
+  // Elements of every spelling from 0 to 1099, with and without a leading zero, side by side.
+  std::string numbers = "[";
+  for (int v = 0; v < 1100; ++v) {
+    std::string element = std::to_string(v);
+    numbers += element + ",";
+    std::string one = "[7," + element + ",7]";
+    require_same_decoding(one);
+    require_same_decoding("[7,0" + element + ",7]");
+    require_same_decoding("[" + element + "]");
+  }
+  numbers.back() = ']';
+  require_same_decoding(numbers);
 }
