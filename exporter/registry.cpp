@@ -2,27 +2,22 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <initializer_list>
 #include <limits>
 #include <memory>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "exporter/exemplar.h"
 #include "exporter/exposition.h"
-
-// The hot path looks series up by a string_view into a reused buffer; without heterogeneous
-// lookup every find would build a std::string.
-#if !defined(__cpp_lib_generic_unordered_lookup) || __cpp_lib_generic_unordered_lookup < 201811L
-#error "the registry needs heterogeneous lookup in unordered_map (C++20, libstdc++ 11 or later)"
-#endif
 
 namespace nle {
 namespace {
@@ -47,23 +42,23 @@ double system_clock_seconds() {
 std::string_view or_unknown(std::string_view value) { return value.empty() ? kUnknown : value; }
 
 // A series key holds its label values in label-name order, each as a 4-byte little-endian length
-// then the bytes, so no two label sets share a key whatever bytes they contain. Values are
-// sanitized to UTF-8 here, before the lookup: two invalid byte strings that render alike must
-// land in one series, or the output would hold the same series twice.
+// then the bytes, so no two label sets share a key whatever bytes they contain. `value` is valid
+// UTF-8 already (bounded_label_value's result, or one of our own names), so it is not checked
+// again on the way into the key.
 void append_key_part(std::string& key, std::string_view value) {
-  const std::size_t length_at = key.size();
-  key.append(4, '\0');
-  if (is_valid_utf8(value)) {
-    key.append(value);
-  } else {
-    append_sanitized_utf8(key, value);
-  }
-  const auto length = static_cast<std::uint32_t>(key.size() - length_at - 4);
-  for (std::size_t i = 0; i < 4; ++i) key[length_at + i] = static_cast<char>((length >> (8 * i)) & 0xFFU);
+  assert(is_valid_utf8(value));
+  const auto length = static_cast<std::uint32_t>(value.size());
+  const std::array<char, 4> prefix = {static_cast<char>(length & 0xFFU), static_cast<char>((length >> 8) & 0xFFU),
+                                      static_cast<char>((length >> 16) & 0xFFU),
+                                      static_cast<char>((length >> 24) & 0xFFU)};
+  key.append(prefix.data(), prefix.size());
+  key.append(value);
 }
 
 // A label value within the cap as it is (the common case, one compare), else its bounded form
-// built in `scratch`. `truncated` says which.
+// built in `scratch`. `truncated` says which. Always valid UTF-8, since keys are made of these:
+// two invalid byte strings that render alike must land in one series, or the output would hold
+// the same series twice.
 std::string_view bounded_label_value(std::string_view value, std::size_t max_bytes, std::string& scratch,
                                      bool& truncated) {
   truncated = false;
@@ -114,11 +109,6 @@ std::string key_of(std::initializer_list<std::string_view> values) {
   for (std::string_view value : values) append_key_part(key, value);
   return key;
 }
-
-struct TransparentStringHash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view text) const noexcept { return std::hash<std::string_view>{}(text); }
-};
 
 // The exemplar of a CP series, kept in the series itself: the label value (up to kInlineBytes in
 // place, which holds every UUID, so that recording one touches no other memory; longer ones, up to
@@ -175,6 +165,44 @@ struct CounterSeries {
   ExemplarSlot exemplar{};  // the CP's families only: the latest event counted, when it could be named
 };
 
+// A series key with its hash, computed once per lookup and kept in the index, so that a probe
+// compares hashes and reads a key's bytes only where they match.
+struct HashedKey {
+  explicit HashedKey(std::string_view key) : bytes(key), hash(std::hash<std::string_view>{}(key)) {}
+  std::string_view bytes;
+  std::uint64_t hash;
+};
+
+// A series and its key in one allocation, the key's bytes right after the node: a lookup that
+// hits reads the node's cache lines and no separate key buffer. Never moves once made, so
+// pointers to it and to its series stay valid while its family grows.
+class SeriesNode {
+ public:
+  struct Deleter {
+    void operator()(SeriesNode* node) const noexcept {
+      node->~SeriesNode();
+      ::operator delete(node);
+    }
+  };
+  using Owner = std::unique_ptr<SeriesNode, Deleter>;
+
+  static Owner make(std::string_view key, double created) {
+    void* memory = ::operator new(sizeof(SeriesNode) + key.size());
+    Owner node(new (memory) SeriesNode(key.size(), created));
+    if (!key.empty()) std::memcpy(static_cast<char*>(memory) + sizeof(SeriesNode), key.data(), key.size());
+    return node;
+  }
+
+  std::string_view key() const { return {reinterpret_cast<const char*>(this) + sizeof(SeriesNode), key_size_}; }
+  CounterSeries& series() { return series_; }
+  const CounterSeries& series() const { return series_; }
+
+ private:
+  SeriesNode(std::size_t key_size, double created) : series_{0, created, {}}, key_size_(key_size) {}
+  CounterSeries series_;
+  std::size_t key_size_;
+};
+
 // Whether a family with no series is still shown (as HELP and TYPE alone).
 enum class WhenEmpty : unsigned char { shown, hidden };
 
@@ -191,53 +219,63 @@ class CounterFamily {
         exemplar_label_(exemplar_label),
         when_empty_(when_empty) {}
 
-  CounterSeries* find(std::string_view key) {
-    const auto found = series_.find(key);
-    return found == series_.end() ? nullptr : &found->second;
+  CounterSeries* find(const HashedKey& key) {
+    if (slots_.empty()) return nullptr;
+    const std::size_t mask = slots_.size() - 1;
+    for (std::size_t at = key.hash & mask;; at = (at + 1) & mask) {
+      const Slot& slot = slots_[at];
+      if (slot.node == nullptr) return nullptr;
+      if (slot.hash == key.hash && slot.node->key() == key.bytes) return &slot.node->series();
+    }
   }
   // A series that must exist whatever the cap (the known gates, every event kind, ...).
-  CounterSeries& preset(std::string_view key, double created) {
-    const auto [at, added] = series_.try_emplace(std::string(key), CounterSeries{0, created});
-    if (added) note_added(*at);
-    return at->second;
+  CounterSeries& preset(const HashedKey& key, double created) {
+    if (CounterSeries* series = find(key)) return *series;
+    return insert(key, created);
   }
   // nullptr when the label set is new and the family already holds its cap of series.
-  CounterSeries* add(std::string_view key, double created) {
-    if (series_.size() >= max_series_) return nullptr;
-    return &preset(key, created);
+  // `key` is not in the family yet.
+  CounterSeries* add(const HashedKey& key, double created) {
+    if (nodes_.size() >= max_series_) return nullptr;
+    return &insert(key, created);
   }
 
   // The name users see on the sample lines, and the `family` label of series_dropped.
   std::string_view public_name() const { return public_name_; }
   const std::string& name() const { return name_; }
   const std::vector<std::string>& label_names() const { return label_names_; }
-  const auto& series() const { return series_; }
   // The label naming an event in this family's exemplars; empty: the family has none.
   std::string_view exemplar_label() const { return exemplar_label_; }
-  bool shown() const { return when_empty_ == WhenEmpty::shown || !series_.empty(); }
+  bool shown() const { return when_empty_ == WhenEmpty::shown || !nodes_.empty(); }
+
+  // Calls fn(key, series) for every series, in the order they were added.
+  template <typename Fn>
+  void for_each(Fn&& fn) const {
+    for (const SeriesNode::Owner& node : nodes_) fn(node->key(), node->series());
+  }
 
   // Calls fn(key, series) for every series, sorted by label values.
   template <typename Fn>
   void for_each_sorted(Fn&& fn) const {
     if (pending_.empty()) {
-      for (const Entry* entry : sorted_) fn(entry->first, entry->second);
+      for (const SeriesNode* node : sorted_) fn(node->key(), node->series());
       return;
     }
-    std::vector<const Entry*> pending = pending_;  // at most a few percent of the series
-    std::sort(pending.begin(), pending.end(), entry_less);
+    std::vector<const SeriesNode*> pending = pending_;  // at most a few percent of the series
+    std::sort(pending.begin(), pending.end(), node_less);
     auto a = sorted_.begin();
     auto b = pending.begin();
     while (a != sorted_.end() || b != pending.end()) {
-      const bool take_b = a == sorted_.end() || (b != pending.end() && entry_less(*b, *a));
-      const Entry* entry = take_b ? *b++ : *a++;
-      fn(entry->first, entry->second);
+      const bool take_b = a == sorted_.end() || (b != pending.end() && node_less(*b, *a));
+      const SeriesNode* node = take_b ? *b++ : *a++;
+      fn(node->key(), node->series());
     }
   }
 
   Family to_family() const {
     Family family{name_, help_, MetricType::counter, label_names_, {}};
-    family.series.reserve(series_.size());
-    for_each_sorted([&](const std::string& key, const CounterSeries& series) {
+    family.series.reserve(nodes_.size());
+    for_each_sorted([&](std::string_view key, const CounterSeries& series) {
       family.series.push_back(Series{decode_key(key, label_names_.size()), static_cast<double>(series.value),
                                      series.created, series.exemplar.exemplar(exemplar_label_)});
     });
@@ -245,21 +283,51 @@ class CounterFamily {
   }
 
  private:
-  using SeriesMap = std::unordered_map<std::string, CounterSeries, TransparentStringHash, std::equal_to<>>;
-  using Entry = SeriesMap::value_type;
+  // An index entry; an empty one has no node. The hash is kept so that neither a probe past other
+  // keys nor a growth of the table reads any node.
+  struct Slot {
+    std::uint64_t hash = 0;
+    SeriesNode* node = nullptr;
+  };
+  static constexpr std::size_t kMinSlots = 8;
 
-  static bool entry_less(const Entry* a, const Entry* b) { return key_less(a->first, b->first); }
+  static bool node_less(const SeriesNode* a, const SeriesNode* b) { return key_less(a->key(), b->key()); }
+
+  CounterSeries& insert(const HashedKey& key, double created) {
+    // At most half full, so that a probe ends at an empty slot after a step or two on average.
+    if ((nodes_.size() + 1) * 2 > slots_.size()) grow();
+    nodes_.push_back(SeriesNode::make(key.bytes, created));
+    SeriesNode* node = nodes_.back().get();
+    place(Slot{key.hash, node});
+    note_added(node);
+    return node->series();
+  }
+
+  void place(const Slot& entry) {
+    const std::size_t mask = slots_.size() - 1;
+    std::size_t at = entry.hash & mask;
+    while (slots_[at].node != nullptr) at = (at + 1) & mask;
+    slots_[at] = entry;
+  }
+
+  void grow() {
+    std::vector<Slot> old(std::max(kMinSlots, slots_.size() * 2));
+    old.swap(slots_);
+    for (const Slot& entry : old) {
+      if (entry.node != nullptr) place(entry);
+    }
+  }
 
   // Keeps the sorted order up to date incrementally, so a snapshot never sorts the whole family:
   // new series wait in `pending_` and are sorted and merged in once they are 1/8 of the family
   // (amortized O(1) merge work per new series); a snapshot merges the few pending ones on the fly.
-  void note_added(const Entry& entry) {
-    pending_.push_back(&entry);
+  void note_added(const SeriesNode* node) {
+    pending_.push_back(node);
     if (pending_.size() < std::max<std::size_t>(32, sorted_.size() / 8)) return;
-    std::sort(pending_.begin(), pending_.end(), entry_less);
+    std::sort(pending_.begin(), pending_.end(), node_less);
     const auto middle = static_cast<std::ptrdiff_t>(sorted_.size());
     sorted_.insert(sorted_.end(), pending_.begin(), pending_.end());
-    std::inplace_merge(sorted_.begin(), sorted_.begin() + middle, sorted_.end(), entry_less);
+    std::inplace_merge(sorted_.begin(), sorted_.begin() + middle, sorted_.end(), node_less);
     pending_.clear();
   }
 
@@ -270,13 +338,17 @@ class CounterFamily {
   std::size_t max_series_;
   std::string_view exemplar_label_;
   WhenEmpty when_empty_;
-  // Node-based, so pointers to series stay valid as the map grows (the Impl caches some).
-  SeriesMap series_;
-  // Every entry of series_ is in exactly one of these (map nodes never move). Label values are
-  // decoded from the key at snapshot time: a copy into the snapshot's strings costs the same as
-  // a decode, so keeping decoded copies would only add memory.
-  std::vector<const Entry*> sorted_;   // sorted by label values
-  std::vector<const Entry*> pending_;  // added since the last merge, in insertion order
+  // Owns the series, in the order they were added; each on its own allocation, so pointers to
+  // series stay valid as the family grows (the Impl caches some).
+  std::vector<SeriesNode::Owner> nodes_;
+  // Open addressing over nodes_, probed linearly; its size is a power of two (or 0 before the
+  // first series). Series are never removed, so there are no tombstones.
+  std::vector<Slot> slots_;
+  // Every node is in exactly one of these. Label values are decoded from the key at snapshot
+  // time: a copy into the snapshot's strings costs the same as a decode, so keeping decoded
+  // copies would only add memory.
+  std::vector<const SeriesNode*> sorted_;   // sorted by label values
+  std::vector<const SeriesNode*> pending_;  // added since the last merge, in insertion order
 };
 
 Family gauge_family(std::string name, std::string help, std::vector<std::string> label_names,
@@ -340,18 +412,19 @@ struct Registry::Impl {
                             sanitize_utf8(or_unknown(options.exporter_platform)),
                             sanitize_utf8(or_unknown(options.exporter_revision)),
                             sanitize_utf8(or_unknown(options.exporter_version))} {
-    for (std::string_view gate : kKnownGates) gate_blocks.preset(key_of({gate}), created_at);
-    runtime_gate_error_series = &runtime_gate_errors.preset(key_of({}), created_at);
-    lines_read_series = &lines_read.preset(key_of({}), created_at);
-    bytes_read_series = &bytes_read.preset(key_of({}), created_at);
-    truncations_series = &truncations.preset(key_of({}), created_at);
-    rotations_series = &rotations.preset(key_of({}), created_at);
+    for (std::string_view gate : kKnownGates) gate_blocks.preset(HashedKey(key_of({gate})), created_at);
+    runtime_gate_error_series = &runtime_gate_errors.preset(HashedKey(key_of({})), created_at);
+    lines_read_series = &lines_read.preset(HashedKey(key_of({})), created_at);
+    bytes_read_series = &bytes_read.preset(HashedKey(key_of({})), created_at);
+    truncations_series = &truncations.preset(HashedKey(key_of({})), created_at);
+    rotations_series = &rotations.preset(HashedKey(key_of({})), created_at);
     for (std::size_t kind = 0; kind < kEventKindCount; ++kind) {
-      events_by_kind[kind] = &events.preset(key_of({event_kind_name(static_cast<EventKind>(kind))}), created_at);
+      events_by_kind[kind] =
+          &events.preset(HashedKey(key_of({event_kind_name(static_cast<EventKind>(kind))})), created_at);
     }
     for (std::size_t reason = 0; reason < kSkipReasonCount; ++reason) {
       skipped_by_reason[reason] =
-          &lines_skipped.preset(key_of({skip_reason_name(static_cast<SkipReason>(reason))}), created_at);
+          &lines_skipped.preset(HashedKey(key_of({skip_reason_name(static_cast<SkipReason>(reason))})), created_at);
     }
   }
 
@@ -372,11 +445,12 @@ struct Registry::Impl {
   // Adds `n` to the series `key` names, creating it if the cap allows; else counts the drop.
   // Returns the series counted, nullptr when dropped.
   CounterSeries* count_key(CounterFamily& family, std::string_view key, std::uint64_t n) {
-    if (CounterSeries* series = family.find(key)) {
+    const HashedKey hashed(key);
+    if (CounterSeries* series = family.find(hashed)) {
       series->value += n;
       return series;
     }
-    if (CounterSeries* added = family.add(key, now())) {
+    if (CounterSeries* added = family.add(hashed, now())) {
       added->value += n;
       return added;
     }
@@ -448,12 +522,14 @@ struct Registry::Impl {
 
   // `from` read the input after `into`: a series it counted takes its exemplar (or its lack of one).
   void merge_family(CounterFamily& into, const CounterFamily& from) {
-    for (const auto& [key, from_series] : from.series()) {
-      CounterSeries* series = into.find(key);
+    // In the order `from` added its series, so that under the cap the label sets it saw first win.
+    from.for_each([&](std::string_view key, const CounterSeries& from_series) {
+      const HashedKey hashed(key);
+      CounterSeries* series = into.find(hashed);
       if (series != nullptr) {
         series->value += from_series.value;
         series->created = std::min(series->created, from_series.created);
-      } else if ((series = into.add(key, from_series.created)) != nullptr) {
+      } else if ((series = into.add(hashed, from_series.created)) != nullptr) {
         series->value = from_series.value;
       } else if (from_series.value != 0) {
         count_drop(into, from_series.value);
@@ -461,7 +537,7 @@ struct Registry::Impl {
       if (series != nullptr && from_series.value != 0 && series != &from_series) {
         series->exemplar.copy_from(from_series.exemplar);
       }
-    }
+    });
   }
 
   // `count` is false for values already counted once (a merge, a restore).
@@ -649,7 +725,7 @@ std::vector<CounterState> Registry::export_counters() const {
             [](const CounterFamily* a, const CounterFamily* b) { return a->name() < b->name(); });
   std::vector<CounterState> counters;
   for (const CounterFamily* family : families) {
-    family->for_each_sorted([&](const std::string& key, const CounterSeries& series) {
+    family->for_each_sorted([&](std::string_view key, const CounterSeries& series) {
       counters.push_back(CounterState{family->name(), family->label_names(),
                                       decode_key(key, family->label_names().size()),
                                       static_cast<double>(series.value), series.created,
@@ -685,8 +761,9 @@ std::size_t Registry::restore(const std::vector<CounterState>& counters,
     }
     const std::uint64_t value = saved.value >= kTwoTo64 ? std::numeric_limits<std::uint64_t>::max()
                                                         : static_cast<std::uint64_t>(saved.value);
-    CounterSeries* series = family->find(key);
-    if (series == nullptr) series = family->add(key, saved.created);
+    const HashedKey hashed(key);
+    CounterSeries* series = family->find(hashed);
+    if (series == nullptr) series = family->add(hashed, saved.created);
     if (series == nullptr) {
       ++not_restored;
       if (value != 0) drops.emplace_back(family, value);

@@ -531,6 +531,65 @@ TEST_CASE("label sets that concatenate alike stay separate series") {
   CHECK(value_of(snapshot, "nixfleet_compliance_failure_events", {"ab", "c"}) == 1);
 }
 
+TEST_CASE("thousands of series with long shared prefixes are each found again as the family grows, up to the cap") {
+  // Keys that differ only in their last bytes, counted again while the index grows (each
+  // recount reaches back to an older series), then all again in the reverse order; a lookup that
+  // lost or confused a series shows up as a wrong value or an extra series.
+  RegistryOptions options;
+  options.max_series_per_family = 3000;
+  Registry registry(options);
+  const std::string control_prefix(40, 'c');
+  const std::string host_prefix(60, 'h');
+  const auto label_set = [&](int i) {
+    return std::vector<std::string>{control_prefix + std::to_string(i % 7), host_prefix + std::to_string(i)};
+  };
+  const auto count = [&](int i) {
+    const std::vector<std::string> labels = label_set(i);
+    registry.record(compliance(labels[0], labels[1]));
+  };
+  std::map<std::vector<std::string>, double> want;
+  constexpr int kLabelSets = 3100;  // the last 100 beyond the cap
+  for (int i = 0; i < kLabelSets; ++i) {
+    count(i);
+    if (i < 3000) want[label_set(i)] += 1;
+    count(i / 2);
+    want[label_set(i / 2)] += 1;
+  }
+  for (int i = kLabelSets - 1; i >= 0; --i) {
+    count(i);
+    if (i < 3000) want[label_set(i)] += 1;
+  }
+  // Another family grows past a thousand series while the presets among its first ones, and
+  // the unlabelled series reached by cached pointers, still count where they were.
+  for (int i = 0; i < 2000; ++i) registry.record(gate_block(host_prefix + std::to_string(i)));
+  registry.record(gate_block("quarantine"));
+  registry.record(runtime_gate_error());
+
+  const auto check = [&](const Snapshot& snapshot) {
+    const Family* family = find_family(snapshot, "nixfleet_compliance_failure_events");
+    REQUIRE(family != nullptr);
+    std::map<std::vector<std::string>, double> got;
+    for (const Series& series : family->series) got[series.label_values] += series.value;
+    CHECK(family->series.size() == 3000);
+    CHECK(got == want);
+    CHECK(value_of(snapshot, "nixfleet_log_exporter_series_dropped", {"nixfleet_compliance_failure_events_total"}) ==
+          200);
+    CHECK(find_family(snapshot, "nixfleet_gate_block")->series.size() == 2006);
+    CHECK(value_of(snapshot, "nixfleet_gate_block", {"quarantine"}) == 1);
+    CHECK(value_of(snapshot, "nixfleet_gate_block", {host_prefix + "1999"}) == 1);
+    CHECK(value_of(snapshot, "nixfleet_runtime_gate_error_events") == 1);
+  };
+  check(registry.snapshot());
+
+  // The same series found again by merge and by restore, in a fresh index of their own.
+  Registry merged(options);
+  merged.merge(registry);
+  check(merged.snapshot());
+  Registry restored(options);
+  CHECK(restored.restore(registry.export_counters(), std::nullopt) == 0);
+  check(restored.snapshot());
+}
+
 TEST_CASE("series beyond the cap are counted as dropped, not lost") {
   RegistryOptions options;
   options.max_series_per_family = 2;
