@@ -146,8 +146,11 @@ bool needle_counts_only_somewhere(std::string_view needle) {
 bool may_be_relevant(std::string_view line) {
   if (may_hold_counting_message(line) || has_version_field(line)) return true;
   if (contains(line, "\"MESSAGE\":null")) return true;  // elided by journalctl: counted as skipped
-  // Byte arrays only appear in journald records; test the cheap `[` first.
-  return std::memchr(line.data(), '[', line.size()) != nullptr && has_encoded_keyword(line);
+  // Byte arrays only appear in journald records, which are JSON objects: in any other line (a
+  // coloured one has a `[` in every escape) the digits spell nothing. Test the cheap `[` first.
+  const std::string_view object = trim_front(line);
+  return !object.empty() && object.front() == '{' && std::memchr(line.data(), '[', line.size()) != nullptr &&
+         has_encoded_keyword(line);
 }
 
 struct LineParser::Impl {
