@@ -370,9 +370,27 @@ error_code read_byte_array(od::array array, Arena& arena, std::string_view& out)
 }
 
 // MESSAGE: a string, a byte array, or (the field occurred several times) an array of those.
-error_code read_message(od::value value, JsonLine& out, Arena& arena) {
+// A MESSAGE byte array decoded before simdjson saw the line, and blanked in its copy (see
+// JsonReader::Impl::predecode_message): where its '[' sits in that copy, and its bytes.
+struct PredecodedMessage {
+  const char* at = nullptr;
+  std::string_view bytes;
+};
+
+error_code read_message(od::value value, JsonLine& out, Arena& arena, const PredecodedMessage& predecoded) {
   od::json_type type;
   if (error_code e = value.type().get(type)) return e;
+  if (predecoded.at != nullptr && type == od::json_type::array) {
+    const char* at = nullptr;
+    if (value.current_location().get(at) == simdjson::SUCCESS && at == predecoded.at) {
+      od::array blanked;  // `[   ]` now: consumed in one step
+      std::string_view ignored;
+      if (error_code e = value.get_array().get(blanked)) return e;
+      if (error_code e = blanked.raw_json().get(ignored)) return e;
+      out.messages.push_back(predecoded.bytes);
+      return simdjson::SUCCESS;
+    }
+  }
   if (type == od::json_type::string) {
     std::string_view s;
     if (error_code e = value.get_string().get(s)) return e;
@@ -446,9 +464,33 @@ struct JsonReader::Impl {
     std::memset(buffer.data() + bytes.size(), ' ', simdjson::SIMDJSON_PADDING);
   }
 
+  // journald's MESSAGE byte array (`"MESSAGE":[27,91,...]`, a coloured line: thousands of
+  // elements) decoded from the line's text and blanked in `padded`, so that simdjson indexes and
+  // walks an empty array instead of a structural per element. Only an array that
+  // decode_byte_array() reads whole: exactly the arrays simdjson's own path reads into the same
+  // bytes, so blanking one changes neither the bytes nor any error. Any other line: untouched.
+  PredecodedMessage predecode_message(std::string_view line, Arena& arena) {
+    constexpr std::string_view kKey = "\"MESSAGE\":[";
+    const std::size_t key = find_bytes(line, kKey);
+    if (key == std::string_view::npos) return {};
+    const std::size_t open = key + kKey.size() - 1;
+    const void* close = std::memchr(line.data() + open, ']', line.size() - open);
+    if (close == nullptr) return {};
+    const auto close_at = static_cast<std::size_t>(static_cast<const char*>(close) - line.data());
+    if (close_at - open < 64) return {};  // a short array costs simdjson little
+    PredecodedMessage predecoded;
+    if (decode_byte_array(line.substr(open, close_at - open + 1), arena, predecoded.bytes) != simdjson::SUCCESS) {
+      return {};
+    }
+    std::memset(padded.data() + open + 1, ' ', close_at - open - 1);
+    predecoded.at = padded.data() + open;
+    return predecoded;
+  }
+
   ShapeStatus read(std::string_view line, JsonLine& out, Arena& arena) {
     out.clear();
     pad(padded, line);
+    const PredecodedMessage predecoded = predecode_message(line, arena);
     od::document doc;
     if (error_code e = parser.iterate(padded.data(), line.size(), padded.size()).get(doc)) return status_of(e);
     od::object object;
@@ -474,7 +516,7 @@ struct JsonReader::Impl {
         }
       } else if (key == "MESSAGE") {
         out.journald = true;
-        e = read_message(value, out, arena);
+        e = read_message(value, out, arena, predecoded);
       } else if (key == "__CURSOR") {
         out.journald = true;
         std::optional<std::string_view> cursor;

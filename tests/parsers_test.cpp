@@ -971,3 +971,44 @@ TEST_CASE("the byte-array decoder's fast path decodes exactly what the careful l
   numbers.back() = ']';
   require_same_decoding(numbers);
 }
+
+TEST_CASE("a MESSAGE byte array decoded before simdjson reads the line counts as simdjson's own reading") {
+  // `"MESSAGE": [` (a blank before the array) is the same JSON, which the reader leaves to simdjson
+  // alone: each record must give the same events, build info and skips both ways.
+  const std::string coloured = "\x1b[2m2026-11-20T08:14:03.511203Z\x1b[0m \x1b[32m INFO\x1b[0m report: report received "
+                               "\x1b[3mhostname\x1b[0m\x1b[2m=\x1b[0mweb-07 event=compliance-failure control_id=CIS-1";
+  const std::string startup = "2026-11-20T08:14:03Z  INFO cp: starting control plane version=0.9.3 git_commit=ab12";
+  std::vector<std::string> arrays = {byte_array(coloured), byte_array(startup), byte_array(kTextFailure),
+                                     byte_array(std::string(100, 'x')), byte_array(""), "[1,2,3]"};
+  // Arrays simdjson's path rejects or reads otherwise: every one must be left to it.
+  const std::string good = byte_array(coloured);
+  for (const std::string& damage : {std::string("256"), std::string("01"), std::string("1.5"), std::string("-1"),
+                                    std::string("1e2"), std::string(" 7 "), std::string("\"a\""), std::string("[1]"),
+                                    std::string("null"), std::string("\xff")}) {
+    arrays.push_back(good.substr(0, good.size() / 2) + damage + "," + good.substr(good.size() / 2 + 1));
+  }
+  arrays.push_back(good.substr(0, good.size() - 1));           // no `]`
+  arrays.push_back(good + "x");                                  // garbage after it
+  arrays.push_back("[" + good + "," + byte_array(startup) + "]");  // several MESSAGE values
+  std::vector<std::pair<std::string, std::string>> records;  // (predecoded, reference)
+  for (const std::string& array : arrays) {
+    records.emplace_back(R"J({"__CURSOR":"s=1","MESSAGE":)J" + array + R"J(,"_PID":"7"})J",
+                         R"J({"__CURSOR":"s=1","MESSAGE": )J" + array + R"J(,"_PID":"7"})J");
+    // The key spelled after an escaped quote is another key: its array is not the MESSAGE.
+    records.emplace_back(R"J({"x\"MESSAGE":)J" + array + R"J(,"MESSAGE":)J" + byte_array(startup) + "}",
+                         R"J({"x\"MESSAGE": )J" + array + R"J(,"MESSAGE": )J" + byte_array(startup) + "}");
+    records.emplace_back(R"J({"MESSAGE":)J" + array + R"J(,"MESSAGE":)J" + byte_array(kTextFailure) + "}",
+                         R"J({"MESSAGE": )J" + array + R"J(,"MESSAGE": )J" + byte_array(kTextFailure) + "}");
+  }
+  std::size_t counted = 0;
+  for (const auto& [predecoded, reference] : records) {
+    INFO(predecoded);
+    for (InputFormat format : {InputFormat::auto_detect, InputFormat::journald}) {
+      const auto [a, ignored_a] = both_ways({predecoded, predecoded}, format);
+      const auto [b, ignored_b] = both_ways({reference, reference}, format);
+      CHECK(a.items == b.items);
+      counted += a.items.size();
+    }
+  }
+  CHECK(counted > 50);
+}
