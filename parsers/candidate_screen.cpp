@@ -645,23 +645,8 @@ struct CandidateScreen::Impl {
     return starts_text_record(next) ? verdict : ScreenVerdict::parse;
   }
 
-  // Does `line` start a text record, as the parser reads it? Its level token sits near its start,
-  // so a coloured line is first stripped only in part: up to the first escape left in that part
-  // (where a sequence was cut, or a lone one), the part reads as the whole line begins. A level
-  // found there is the level found in the whole line; if none is found, the whole line decides.
-  bool starts_text_record(std::string_view line) {
-    constexpr std::size_t kPart = 192;
-    const std::string_view trimmed = parsers::trim_front(line);
-    if (trimmed.size() > kPart && std::memchr(trimmed.data(), '\x1b', kPart) != nullptr) {
-      std::string_view part = parsers::strip_ansi(trimmed.substr(0, kPart), arena);
-      if (const void* esc = std::memchr(part.data(), '\x1b', part.size()); esc != nullptr) {
-        part = part.substr(0, static_cast<std::size_t>(static_cast<const char*>(esc) - part.data()));
-      }
-      if (!part.empty() && part.front() != '{' && parsers::is_text_record_start(part)) return true;
-    }
-    const std::string_view text = as_text(line);
-    return !text.empty() && text.front() != '{' && parsers::is_text_record_start(text);
-  }
+  // Does `line` start a text record, as the parser reads it?
+  bool starts_text_record(std::string_view line) { return parsers::text_starts_record(line, arena); }
 
   // Is `tail` tracing's span metadata, in valid UTF-8, up to the line's closing brace?
   bool is_span_tail(std::string_view tail) {

@@ -350,11 +350,8 @@ struct LineParser::Impl {
     line = trim_front(line);
     if (line.empty() || line.front() == '{') return false;
     if (std::memchr(line.data(), '\0', line.size()) != nullptr) return false;
-    if (std::memchr(line.data(), '\x1b', line.size()) != nullptr) {
-      arena.reset();
-      line = parsers::strip_ansi(line, arena);
-    }
-    return parsers::is_text_record_start(line);
+    arena.reset();
+    return parsers::text_starts_record(line, arena);
   }
 
   bool starts_record(std::string_view line) {

@@ -104,6 +104,11 @@ bool is_text_record_start(std::string_view line);
 // npos when `line` starts no record. `line` has no ANSI escapes.
 std::size_t text_record_body(std::string_view line);
 
+// Does `line` start a text record once trimmed and stripped of its colours, as the text reader
+// finds it (a level token where tracing puts it)? False for a line that reads as JSON either way.
+// Stripped text goes to `arena`.
+bool text_starts_record(std::string_view line, Arena& arena);
+
 // Decodes a value printed by Rust's Debug for str: `"..."` with \" \\ \n \r \t \0 \' \u{...}.
 // `quoted` starts at the opening quote; returns the decoded value and sets `consumed` to the
 // length through the closing quote, or nullopt when the quote never closes.

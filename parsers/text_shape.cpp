@@ -305,6 +305,24 @@ bool is_text_record_start(std::string_view line) { return find_level(line) != st
 
 std::size_t text_record_body(std::string_view line) { return find_level(line); }
 
+bool text_starts_record(std::string_view line, Arena& arena) {
+  // The level token sits near the start, so a long coloured line is first stripped only in part:
+  // up to the first escape left in that part (where a sequence was cut, or a lone one), the part
+  // reads as the whole line begins. A level found there is the level found in the whole line; if
+  // none is found, the whole line decides.
+  constexpr std::size_t kPart = 192;
+  line = trim_front(line);
+  if (line.size() > kPart && std::memchr(line.data(), '\x1b', kPart) != nullptr) {
+    std::string_view part = strip_ansi(line.substr(0, kPart), arena);
+    if (const void* esc = std::memchr(part.data(), '\x1b', part.size()); esc != nullptr) {
+      part = part.substr(0, static_cast<std::size_t>(static_cast<const char*>(esc) - part.data()));
+    }
+    if (!part.empty() && part.front() != '{' && is_text_record_start(part)) return true;
+  }
+  if (std::memchr(line.data(), '\x1b', line.size()) != nullptr) line = strip_ansi(line, arena);
+  return !line.empty() && line.front() != '{' && is_text_record_start(line);
+}
+
 ShapeStatus read_text_line(std::string_view line, EventFields& fields, Arena& arena) {
   const std::size_t level_end = find_level(line);
   if (level_end == std::string_view::npos) return ShapeStatus::not_this;
