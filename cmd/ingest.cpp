@@ -51,18 +51,16 @@ void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::
   const auto deliver = [&](std::size_t begin, std::size_t end, bool candidate, bool screen) {
     const std::string_view text = chomped(begin, end);
     std::string_view next;
-    bool has_next = false;
+    const bool has_next = candidate && text.size() <= max_line_bytes && next_line(end, next);
     if (text.size() > max_line_bytes) {
       oversize_line(text.size());
-    } else if (candidate && screen &&
-               screen_.screen(text, (has_next = next_line(end, next)) ? &next : nullptr) != ScreenVerdict::parse) {
+    } else if (candidate && screen && screen_.screen(text, has_next ? &next : nullptr) != ScreenVerdict::parse) {
       ++pending_lines_;  // the parser would make nothing of it, and holds no record it could end
       ++screened_out_;
     } else if (candidate) {
       // The scan found it, the screen kept it. A text record it starts is complete when the next
       // line starts one too: read now, that next line goes back to the scan instead of the parser.
       ++pending_lines_;
-      if (!screen) has_next = next_line(end, next);
       const bool alone = has_next && parser_.starts_text_record(next);
       record(alone ? parser_.parse_before_text_record(text) : parser_.parse(text), order_base + offset + end + 1);
     } else {

@@ -486,12 +486,14 @@ class TailCache {
 
 constexpr std::string_view kGateHeldTail = "held by fleet-level gate";
 
+// A field named `version`, as the text reader finds one.
+constexpr std::string_view kSpacedVersion = " version=";
+
 // Can a text record's body count? It can if it spells an event message anywhere, or has a
 // ` version=` outside span braces (the text reader's build-info scan counts braces the same way:
 // quotes aside, a `}` never takes the depth below 0). The three strings share a 'v', rare in
 // text lines, so one memchr walk over the 'v's finds them all.
 bool text_body_may_count(std::string_view body) {
-  constexpr std::string_view kVersion = " version=";
   constexpr std::size_t kReportV = 12;  // "report received"[12] == 'v'
   constexpr std::size_t kGateV = 26;    // "dispatch: held by fleet-level gate"[26] == 'v'
   const auto spells = [&](std::size_t v, std::string_view word, std::size_t offset) {
@@ -505,7 +507,7 @@ bool text_body_may_count(std::string_view body) {
     const std::size_t v = static_cast<std::size_t>(static_cast<const char*>(hit) - body.data());
     from = v + 1;
     if (spells(v, parsers::kReportReceived, kReportV) || spells(v, parsers::kGateHeld, kGateV)) return true;
-    if (!spells(v, kVersion, 1)) continue;
+    if (!spells(v, kSpacedVersion, 1)) continue;
     for (; counted < v - 1; ++counted) {
       if (body[counted] == '{') ++depth;
       else if (body[counted] == '}' && depth > 0) --depth;
@@ -514,8 +516,6 @@ bool text_body_may_count(std::string_view body) {
   }
   return false;
 }
-
-constexpr std::string_view kSpacedVersion = " version=";
 
 // What a text report's body spells that could make it count: a counting event value
 // (`ompliance`, `untime`), the gate-held message or a `\` (an escape could spell either); and
@@ -583,17 +583,16 @@ TextReportTokens text_report_tokens(std::string_view body) {
 // and no ` version=` it would read (after the message every field is read; before it, only one
 // outside span braces would be). Conservative: whatever it does not prove goes to the parser.
 bool text_report_is_quiet(std::string_view body) {
-  constexpr std::string_view kVersion = kSpacedVersion;
   const std::size_t report = parsers::find_bytes(body, parsers::kReportReceived);
   if (report == std::string_view::npos) return false;
   const TextReportTokens tokens = text_report_tokens(body);
   if (tokens.counting) return false;
   if (!tokens.version) return true;
-  if (parsers::find_bytes(body, kVersion, report) != std::string_view::npos) return false;
+  if (parsers::find_bytes(body, kSpacedVersion, report) != std::string_view::npos) return false;
   std::size_t counted = 0;
   int depth = 0;
-  for (std::size_t v = parsers::find_bytes(body, kVersion); v != std::string_view::npos && v < report;
-       v = parsers::find_bytes(body, kVersion, v + 1)) {
+  for (std::size_t v = parsers::find_bytes(body, kSpacedVersion); v != std::string_view::npos && v < report;
+       v = parsers::find_bytes(body, kSpacedVersion, v + 1)) {
     for (; counted < v; ++counted) {
       if (body[counted] == '{') ++depth;
       else if (body[counted] == '}' && depth > 0) --depth;

@@ -39,8 +39,8 @@ struct ParseResult {
 // counting `event` value spelled out (`compliance-failure`, `ComplianceFailure`,
 // `runtime-gate-error`, `RuntimeGateError`), since a JSON line is a whole record; a
 // `version` field name (not `agent_version`) whose value is not a request's `HTTP/...`; journald's
-// elided MESSAGE, or a byte array spelling one of these in a JSON object's line. A line that is not relevant is not read at all, so it is never
-// counted as skipped either, whatever it holds.
+// elided MESSAGE, or a byte array spelling one of these in a JSON object's line. A line that is
+// not relevant is not read at all, so it is never counted as skipped either, whatever it holds.
 bool may_be_relevant(std::string_view line);
 
 // Every line may_be_relevant() accepts contains at least one of these byte strings at a place

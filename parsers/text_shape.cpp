@@ -151,7 +151,9 @@ std::size_t next_field(std::string_view s, std::size_t from, std::size_t* eq_at 
 }
 
 // The name of the field next_field() found at `pos`, its '=' at `eq`: what field_at() would say.
-std::string_view field_name(std::string_view s, std::size_t pos, std::size_t eq) { return s.substr(pos + 1, eq - pos - 1); }
+std::string_view field_name(std::string_view s, std::size_t pos, std::size_t eq) {
+  return s.substr(pos + 1, eq - pos - 1);
+}
 
 // After the level: the offset where an event message starts (and which one), or npos.
 std::size_t find_event_message(std::string_view rest, std::string_view& message) {
