@@ -129,11 +129,20 @@ class Exporter:
         self.log.close()
 
     def vm_hwm_kib(self):
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-        return 0
+        return proc_number(self.pid, "status", "VmHWM:")
+
+    def bytes_read(self):
+        """What the process has read so far (/proc/PID/io rchar): files, sockets and all."""
+        return proc_number(self.pid, "io", "rchar:")
+
+
+def proc_number(pid, name, key):
+    """The first number on the line of /proc/PID/<name> that starts with `key`, or 0."""
+    with open(f"/proc/{pid}/{name}") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1])
+    return 0
 
 
 def listening_port(pid):

@@ -49,15 +49,6 @@ def self_value(body, name):
     return float(m.group(1)) if m else 0.0
 
 
-def bytes_read_by(pid):
-    """What the process has read so far (/proc/PID/io rchar): files, sockets and all."""
-    with open(f"/proc/{pid}/io") as f:
-        for line in f:
-            if line.startswith("rchar:"):
-                return int(line.split()[1])
-    return 0
-
-
 def follow_catch_up(binary, workdir, log, lines, timeout=600):
     """Seconds from starting `follow --from-beginning` until it has read every line, and the
     CP families it then exposes. Scrapes only once the process has read the file's size: a
@@ -67,7 +58,7 @@ def follow_catch_up(binary, workdir, log, lines, timeout=600):
     size = os.path.getsize(log)
     ex = follow_bench.Exporter(binary, workdir, [log], ["--from-beginning"])
     try:
-        while bytes_read_by(ex.pid) < size and time.monotonic() - started < timeout:
+        while ex.bytes_read() < size and time.monotonic() - started < timeout:
             time.sleep(0.002)
         s = follow_bench.Scraper(ex.port)
         while time.monotonic() - started < timeout:
