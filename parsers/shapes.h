@@ -96,6 +96,10 @@ std::string_view strip_ansi(std::string_view line, Arena& arena);
 // Tracing fmt text: `[TIMESTAMP] LEVEL [spans: ][target: ]message key=value ...`, optionally
 // behind a syslog prefix (`journalctl -o short`). Views point into `line` or `arena`.
 ShapeStatus read_text_line(std::string_view line, EventFields& fields, Arena& arena);
+// The same without its fast path for plain lines (no '"', no '{'), which finds all fields in one
+// pass: the walk from each value to the next field that reads every line. For the differential
+// tests of the fast path.
+ShapeStatus read_text_line_by_walk(std::string_view line, EventFields& fields, Arena& arena);
 
 // Does this text line start a record (a level token where tracing puts it), rather than
 // continue the previous record's multi-line value? `line` has no ANSI escapes.

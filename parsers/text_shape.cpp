@@ -108,6 +108,7 @@ std::size_t find_level(std::string_view line) {
 // The message is exactly `message`: it ends the line or a `key=` field follows, so a longer
 // message that merely starts with it ("report received twice, dropping duplicate") is not it.
 bool message_at(std::string_view s, std::string_view message) {
+  if (s.empty() || s.front() != message.front()) return false;  // most candidates, cheaply
   if (s.size() < message.size() || s.substr(0, message.size()) != message) return false;
   if (s.size() == message.size()) return true;
   if (s[message.size()] != ' ') return false;
@@ -193,6 +194,117 @@ std::size_t find_event_message(std::string_view rest, std::string_view& message)
   return std::string_view::npos;
 }
 
+// The fields of a plain line: one with no '"' and no '{', so no Debug string, JSON value or span
+// brace that the walks above must read around. In such a line every field is a '=' whose name
+// (the run of identifier bytes before it) starts with a letter or '_' after a space, and a
+// value runs to the next field's space; finding them all in one pass over the line, 16 bytes
+// at a time, costs less than the search from each value's start for the next field. The same
+// fields, in the same order, as next_field() finds from any value's start.
+struct PlainFields {
+  static constexpr std::size_t kMax = 64;  // more, and the general walk reads the line
+  std::uint32_t space[kMax];               // the space before the field's name
+  std::uint32_t eq[kMax];                  // its '='
+  std::size_t count = 0;
+};
+
+#if defined(__x86_64__)
+// Masks of 16 bytes: identifier bytes (kIdentBytes), '=', and the bytes that make a line not plain.
+struct PlainMasks16 {
+  unsigned ident, eq, special;
+};
+inline PlainMasks16 plain_masks16(__m128i x) {
+  const __m128i lower = _mm_or_si128(x, _mm_set1_epi8(0x20));  // bytes >= 0x80 stay negative: no letter
+  const __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(lower, _mm_set1_epi8('a' - 1)), _mm_cmplt_epi8(lower, _mm_set1_epi8('z' + 1)));
+  const __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('0' - 1)), _mm_cmplt_epi8(x, _mm_set1_epi8('9' + 1)));
+  const __m128i other = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('_')), _mm_cmpeq_epi8(x, _mm_set1_epi8('.')));
+  const __m128i special = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')), _mm_cmpeq_epi8(x, _mm_set1_epi8('{')));
+  return {static_cast<unsigned>(_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(letter, digit), other))),
+          static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('=')))),
+          static_cast<unsigned>(_mm_movemask_epi8(special))};
+}
+#endif
+
+bool find_plain_fields(std::string_view s, PlainFields& f) {
+  f.count = 0;
+#if defined(__x86_64__)
+  if (s.size() > UINT32_MAX) return false;
+  const char* const d = s.data();
+  const std::size_t n = s.size();
+  std::uint64_t previous_ident = 0;  // of the block before: a name may begin there
+  for (std::size_t base = 0; base < n; base += 64) {
+    const char* block = d + base;
+    alignas(16) char tail[64];
+    if (n - base < 64) {
+      std::memset(tail, 0, sizeof tail);  // NULs: neither '=', an identifier byte, nor special
+      std::memcpy(tail, block, n - base);
+      block = tail;
+    }
+    std::uint64_t ident = 0, eqs = 0, special = 0;
+    for (int k = 0; k < 4; ++k) {
+      const PlainMasks16 m = plain_masks16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 16 * k)));
+      ident |= static_cast<std::uint64_t>(m.ident) << (16 * k);
+      eqs |= static_cast<std::uint64_t>(m.eq) << (16 * k);
+      special |= static_cast<std::uint64_t>(m.special) << (16 * k);
+    }
+    if (special != 0) return false;
+    for (; eqs != 0; eqs &= eqs - 1) {
+      const unsigned bit = static_cast<unsigned>(__builtin_ctzll(eqs));
+      const std::size_t eq = base + bit;
+      // The name: the identifier bytes just before the '=', back to the first byte that is not one.
+      const std::uint64_t not_ident_below = bit == 0 ? 0 : ~ident & (~0ull >> (64 - bit));
+      std::size_t name;
+      if (not_ident_below != 0) {
+        name = base + static_cast<std::size_t>(64 - __builtin_clzll(not_ident_below));
+      } else if (~previous_ident != 0) {
+        name = base - static_cast<std::size_t>(__builtin_clzll(~previous_ident));  // 0 in the first block
+      } else {
+        name = eq;
+        while (name > 0 && is_ident_byte(d[name - 1])) --name;  // a name of more than 64 bytes
+      }
+      if (name == eq || name == 0 || d[name - 1] != ' ') continue;
+      const char c = d[name];
+      if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_')) continue;
+      if (f.count == PlainFields::kMax) return false;
+      f.space[f.count] = static_cast<std::uint32_t>(name - 1);
+      f.eq[f.count] = static_cast<std::uint32_t>(eq);
+      ++f.count;
+    }
+    previous_ident = ident;
+  }
+  return true;
+#else
+  (void)s;
+  return false;
+#endif
+}
+
+// find_event_message() on a plain line: the candidates are the message start and each ": "
+// before the first field that follows the candidate.
+std::size_t find_plain_event_message(std::string_view rest, const PlainFields& f, std::string_view& message) {
+  std::size_t candidate = 0;
+  while (candidate < rest.size() && rest[candidate] == ' ') ++candidate;
+  std::size_t field = 0;
+  for (;;) {
+    for (std::string_view m : {kReportReceived, kGateHeld}) {
+      if (message_at(rest.substr(candidate), m)) {
+        message = m;
+        return candidate;
+      }
+    }
+    while (field < f.count && f.space[field] < candidate) ++field;
+    const std::size_t fields_begin = field < f.count ? f.space[field] : rest.size();
+    std::size_t j = candidate;
+    for (;;) {
+      const void* colon = j < fields_begin ? std::memchr(rest.data() + j, ':', fields_begin - j) : nullptr;
+      if (colon == nullptr) return std::string_view::npos;  // fields begin, or the line ends
+      j = static_cast<std::size_t>(static_cast<const char*>(colon) - rest.data());
+      if (j + 1 < rest.size() && rest[j + 1] == ' ') break;
+      ++j;
+    }
+    candidate = j + 2;
+  }
+}
+
 // A JSON object value (`details={"control_id":"x"}`): its end, string-aware, or npos.
 std::size_t json_object_end(std::string_view s, std::size_t start) {
   int depth = 0;
@@ -213,24 +325,39 @@ std::size_t json_object_end(std::string_view s, std::size_t start) {
   return std::string_view::npos;
 }
 
-bool is_identifier_valued(std::string_view name) {
-  return name == "event" || name == "gate" || name == "version" || name == "git_commit" || name == "event_id";
+// The slot of `f` a field named `name` fills, or nullptr; `identifier` says whether its Display
+// value is an identifier, which ends at the first space. Found by the name's length first: asked
+// of every field of every line read, and most names fill none. `details` and `report` fill one
+// only when their value is a JSON object.
+std::optional<std::string_view>* slot_of(EventFields& f, std::string_view name, bool is_json_object,
+                                         bool& identifier) {
+  const auto is = [&](std::string_view known) { return name == known; };
+  identifier = false;
+  switch (name.size()) {
+    case 4:
+      if (is("gate")) return identifier = true, &f.gate;
+      return is("host") ? &f.host : nullptr;
+    case 5:
+      return is("event") ? (identifier = true, &f.event) : nullptr;
+    case 6:
+      return is_json_object && is("report") ? &f.report_json : nullptr;
+    case 7:
+      if (is("version")) return identifier = true, &f.version;
+      return is_json_object && is("details") ? &f.details_json : nullptr;
+    case 8:
+      if (is("hostname")) return &f.hostname;
+      return is("event_id") ? (identifier = true, &f.event_id) : nullptr;
+    case 10:
+      if (is("control_id")) return &f.control_id;
+      return is("git_commit") ? (identifier = true, &f.git_commit) : nullptr;
+    default:
+      return nullptr;
+  }
 }
 
-void assign(EventFields& f, std::string_view name, std::string_view value, bool is_json_object) {
-  auto set = [&](std::optional<std::string_view>& slot) {
-    if (!slot) slot = value;
-  };
-  if (name == "hostname") set(f.hostname);
-  else if (name == "event") set(f.event);
-  else if (name == "control_id") set(f.control_id);
-  else if (name == "gate") set(f.gate);
-  else if (name == "version") set(f.version);
-  else if (name == "git_commit") set(f.git_commit);
-  else if (name == "event_id") set(f.event_id);
-  else if (name == "host") set(f.host);
-  else if (name == "details" && is_json_object) set(f.details_json);
-  else if (name == "report" && is_json_object) set(f.report_json);
+// The first occurrence of a field wins: later ones are inside free text.
+void assign(std::optional<std::string_view>* slot, std::string_view value) {
+  if (slot != nullptr && !*slot) *slot = value;
 }
 
 // `fields` is what follows the message: ` key=value key=value ...`.
@@ -260,12 +387,15 @@ void scan_fields(std::string_view s, EventFields& f, Arena& arena) {
     if (next == std::string_view::npos) {
       next = next_field(s, value_start, &eq);
       value = s.substr(value_start, next - value_start);
-      if (is_identifier_valued(name)) value = value.substr(0, value.find(' '));
-      assign(f, name, value, false);
+      bool identifier = false;
+      std::optional<std::string_view>* slot = slot_of(f, name, false, identifier);
+      if (identifier) value = value.substr(0, value.find(' '));
+      assign(slot, value);
       pos = next;  // already the next field (or the end)
       continue;
     }
-    assign(f, name, value, is_json_object);
+    bool identifier = false;
+    assign(slot_of(f, name, is_json_object, identifier), value);
     pos = next_field(s, next, &eq);
   }
 }
@@ -297,7 +427,36 @@ void scan_build_info(std::string_view s, EventFields& f, Arena& arena) {
       const std::size_t end = s.find(' ', value_start);
       value = s.substr(value_start, end == std::string_view::npos ? end : end - value_start);
     }
-    assign(f, name, value, false);
+    assign(name == "version" ? &f.version : &f.git_commit, value);
+  }
+}
+
+// scan_fields() and scan_build_info() on a plain line, from its fields: those of the message's
+// fields whose space is at or after `from`; build info from all of them (no braces: every field
+// is outside spans).
+void scan_plain_fields(std::string_view rest, const PlainFields& f, std::size_t from, EventFields& fields) {
+  for (std::size_t k = 0; k < f.count; ++k) {
+    if (f.space[k] < from) continue;
+    const std::string_view name = rest.substr(f.space[k] + 1, f.eq[k] - f.space[k] - 1);
+    bool identifier = false;
+    std::optional<std::string_view>* slot = slot_of(fields, name, false, identifier);
+    if (slot == nullptr || *slot) continue;
+    const std::size_t value_start = f.eq[k] + 1;
+    const std::size_t value_end = k + 1 < f.count ? f.space[k + 1] : rest.size();
+    std::string_view value = rest.substr(value_start, value_end - value_start);
+    if (identifier) value = value.substr(0, value.find(' '));
+    *slot = value;
+  }
+}
+
+void scan_plain_build_info(std::string_view rest, const PlainFields& f, EventFields& fields) {
+  for (std::size_t k = 0; k < f.count; ++k) {
+    const std::string_view name = rest.substr(f.space[k] + 1, f.eq[k] - f.space[k] - 1);
+    if (name != "version" && name != "git_commit") continue;
+    const std::size_t value_start = f.eq[k] + 1;
+    const std::size_t end = rest.find(' ', value_start);
+    assign(name == "version" ? &fields.version : &fields.git_commit,
+           rest.substr(value_start, end == std::string_view::npos ? end : end - value_start));
   }
 }
 
@@ -325,11 +484,23 @@ bool text_starts_record(std::string_view line, Arena& arena) {
   return !line.empty() && line.front() != '{' && is_text_record_start(line);
 }
 
-ShapeStatus read_text_line(std::string_view line, EventFields& fields, Arena& arena) {
+namespace {
+
+ShapeStatus read_text(std::string_view line, EventFields& fields, Arena& arena, bool plain_path) {
   const std::size_t level_end = find_level(line);
   if (level_end == std::string_view::npos) return ShapeStatus::not_this;
   const std::string_view rest = line.substr(level_end);
   std::string_view message;
+  if (PlainFields plain; plain_path && find_plain_fields(rest, plain)) {
+    const std::size_t at = find_plain_event_message(rest, plain, message);
+    if (at == std::string_view::npos) {
+      scan_plain_build_info(rest, plain, fields);
+    } else {
+      fields.message = message;
+      scan_plain_fields(rest, plain, at + message.size(), fields);
+    }
+    return ShapeStatus::fields;
+  }
   // Only a line that spells an event message can have one: most lines do not, and finding the
   // message walks the line byte by byte.
   const bool may_have_message = contains(rest, kReportReceived) || contains(rest, kGateHeld);
@@ -341,6 +512,16 @@ ShapeStatus read_text_line(std::string_view line, EventFields& fields, Arena& ar
   fields.message = message;
   scan_fields(rest.substr(at + message.size()), fields, arena);
   return ShapeStatus::fields;
+}
+
+}  // namespace
+
+ShapeStatus read_text_line(std::string_view line, EventFields& fields, Arena& arena) {
+  return read_text(line, fields, arena, true);
+}
+
+ShapeStatus read_text_line_by_walk(std::string_view line, EventFields& fields, Arena& arena) {
+  return read_text(line, fields, arena, false);
 }
 
 }  // namespace nle::parsers

@@ -12,6 +12,7 @@
 #include "parsers/candidate_scan.h"
 #include "parsers/candidate_screen.h"
 #include "parsers/line_parser.h"
+#include "parsers/shapes.h"
 #include "server/metrics_server.h"
 #include "server/web_config.h"
 #include "state/state_file.h"
@@ -115,6 +116,21 @@ void check_screen(InputFormat format, CandidateScreen& screen, std::string_view 
   require(both == outcomes_of(format, {*next}), "a line the screen turned away changed what the next line counts");
 }
 
+// The text reader's fast path for plain lines reads what its walk reads (parsers/shapes.h).
+void check_text_reader_paths(std::string_view line) {
+  parsers::Arena arena;
+  parsers::EventFields fast, walked;
+  const parsers::ShapeStatus fast_status = parsers::read_text_line(line, fast, arena);
+  const parsers::ShapeStatus walked_status = parsers::read_text_line_by_walk(line, walked, arena);
+  require(fast_status == walked_status, "the text reader's plain path and walk disagree on the shape");
+  for (auto slot : {&parsers::EventFields::message, &parsers::EventFields::event, &parsers::EventFields::hostname,
+                    &parsers::EventFields::control_id, &parsers::EventFields::gate, &parsers::EventFields::version,
+                    &parsers::EventFields::git_commit, &parsers::EventFields::event_id, &parsers::EventFields::host,
+                    &parsers::EventFields::details_json, &parsers::EventFields::report_json}) {
+    require(fast.*slot == walked.*slot, "the text reader's plain path and walk read a field differently");
+  }
+}
+
 void check_line_parser(InputFormat format, std::string_view input) {
   // One parser per format for every input (building one costs more than most inputs), each
   // input ending with finish(); starts_record() must leave no state behind, so it gets its own.
@@ -133,6 +149,7 @@ void check_line_parser(InputFormat format, std::string_view input) {
     const std::string_view line = lines[i];
     const bool relevant = may_be_relevant(line);
     if (relevant) require(holds_a_needle(line), "may_be_relevant() accepts a line without a relevance needle");
+    if (format == InputFormat::text) check_text_reader_paths(line);
     const bool held = parser.holds_record();
     if (!held) check_screen(format, screen, line, i + 1 < lines.size() ? &lines[i + 1] : nullptr);
     touch(find_journal_cursor(line));
