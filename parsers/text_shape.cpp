@@ -470,11 +470,12 @@ bool text_starts_record(std::string_view line, Arena& arena) {
   // The level token sits near the start, so a long coloured line is first stripped only in part:
   // up to the first escape left in that part (where a sequence was cut, or a lone one), the part
   // reads as the whole line begins. A level found there is the level found in the whole line; if
-  // none is found, the whole line decides.
-  constexpr std::size_t kPart = 192;
+  // none is found, a longer part and then the whole line decide. tracing's coloured timestamp and
+  // level take ~52 bytes; a syslog prefix before them more.
   line = trim_front(line);
-  if (line.size() > kPart && std::memchr(line.data(), '\x1b', kPart) != nullptr) {
-    std::string_view part = strip_ansi(line.substr(0, kPart), arena);
+  for (const std::size_t part_size : {std::size_t{80}, std::size_t{192}}) {
+    if (line.size() <= part_size || std::memchr(line.data(), '\x1b', part_size) == nullptr) break;
+    std::string_view part = strip_ansi(line.substr(0, part_size), arena);
     if (const void* esc = std::memchr(part.data(), '\x1b', part.size()); esc != nullptr) {
       part = part.substr(0, static_cast<std::size_t>(static_cast<const char*>(esc) - part.data()));
     }
