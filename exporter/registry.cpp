@@ -403,7 +403,12 @@ class CounterFamily {
   };
   static constexpr std::size_t kMinSlots = 8;
 
-  static bool node_less(const SeriesNode* a, const SeriesNode* b) { return key_less(a->key(), b->key()); }
+  // A type, not a function: std::sort and std::inplace_merge inline a comparator object's call,
+  // where through a function pointer every comparison was an indirect call.
+  struct NodeLess {
+    bool operator()(const SeriesNode* a, const SeriesNode* b) const { return key_less(a->key(), b->key()); }
+  };
+  static constexpr NodeLess node_less{};
 
   template <typename Matches>
   CounterSeries* probe(std::uint64_t hash, Matches&& matches) {
