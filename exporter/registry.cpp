@@ -31,6 +31,8 @@ constexpr std::size_t kUncapped = std::numeric_limits<std::size_t>::max();
 // The exemplar label of each CP family: reports carry an event id, gate block lines at most a host.
 constexpr std::string_view kEventIdLabel = "event_id";
 constexpr std::string_view kHostLabel = "host";
+// The most labels a family counted by label values has (compliance failures: control_id, host).
+constexpr std::size_t kMaxCountedLabels = 2;
 
 double system_clock_seconds() {
   using std::chrono::duration;
@@ -55,6 +57,60 @@ void append_key_part(std::string& key, std::string_view value) {
   key.append(value);
 }
 
+// The word readers below run a few times per event on values of a few dozen bytes; a call costs
+// as much as their work, and GCC at -O2 declines to inline the ones used in several places.
+#define NLE_ALWAYS_INLINE [[gnu::always_inline]] inline
+
+// Unaligned little-endian loads: a key's length prefix is little-endian whatever the host, and
+// the checks below read values a word at a time rather than a byte.
+NLE_ALWAYS_INLINE std::uint32_t load_le32(const char* at) {
+  const auto byte = [at](int i) { return std::uint32_t{static_cast<unsigned char>(at[i])}; };
+  return byte(0) | byte(1) << 8 | byte(2) << 16 | byte(3) << 24;
+}
+NLE_ALWAYS_INLINE std::uint64_t load_word(const char* at) {
+  std::uint64_t word;
+  std::memcpy(&word, at, sizeof word);
+  return word;
+}
+
+// The last 1-7 bytes of a run as one word, from at most two loads (overlapping) instead of a
+// byte loop. Where each byte lands depends on `left` alone and every byte lands somewhere, so two
+// runs of the same length are equal exactly when their words are; each byte keeps its top bit in
+// the top bit of a word byte.
+NLE_ALWAYS_INLINE std::uint64_t tail_word(const char* at, std::size_t left) {
+  if (left >= 4) return load_le32(at) | std::uint64_t{load_le32(at + left - 4)} << 32;
+  return std::uint64_t{static_cast<unsigned char>(at[0])} |
+         std::uint64_t{static_cast<unsigned char>(at[left / 2])} << 8 |
+         std::uint64_t{static_cast<unsigned char>(at[left - 1])} << 16;
+}
+
+// Calls fn(word) for every 8 bytes of `bytes`, then once for the rest (tail_word), if any.
+template <typename Fn>
+NLE_ALWAYS_INLINE void for_each_word(std::string_view bytes, Fn&& fn) {
+  const char* at = bytes.data();
+  std::size_t left = bytes.size();
+  for (; left >= 8; at += 8, left -= 8) fn(load_word(at));
+  if (left > 0) fn(tail_word(at, left));
+}
+
+constexpr std::uint64_t kHighBits = 0x8080808080808080ULL;
+
+// Whether every byte is below 0x80, which is valid UTF-8 as it is: the common case of a label
+// value or event id, decided in a few instructions where is_valid_utf8 pays a call and a byte loop.
+NLE_ALWAYS_INLINE bool is_ascii(std::string_view bytes) {
+  std::uint64_t seen = 0;
+  for_each_word(bytes, [&seen](std::uint64_t word) { seen |= word; });
+  return (seen & kHighBits) == 0;
+}
+
+// memcmp's answer to "equal?" for short runs, without its call.
+NLE_ALWAYS_INLINE bool same_bytes(const char* a, const char* b, std::size_t size) {
+  for (; size >= 8; a += 8, b += 8, size -= 8) {
+    if (load_word(a) != load_word(b)) return false;
+  }
+  return size == 0 || tail_word(a, size) == tail_word(b, size);
+}
+
 // A label value within the cap as it is (the common case, one compare), else its bounded form
 // built in `scratch`. `truncated` says which. Always valid UTF-8, since keys are made of these:
 // two invalid byte strings that render alike must land in one series, or the output would hold
@@ -76,12 +132,22 @@ std::string_view bounded_label_value(std::string_view value, std::size_t max_byt
 
 // The next label value of a key, consumed from its front; `key` must hold at least 4 bytes.
 std::string_view next_key_part(std::string_view& key) {
-  std::uint32_t length = 0;
-  for (std::size_t i = 0; i < 4; ++i) length |= std::uint32_t{static_cast<unsigned char>(key[i])} << (8 * i);
-  key.remove_prefix(4);
-  const std::string_view value = key.substr(0, length);
-  key.remove_prefix(value.size());
+  const std::size_t length = std::min<std::size_t>(load_le32(key.data()), key.size() - 4);
+  const std::string_view value(key.data() + 4, length);
+  key.remove_prefix(4 + length);
   return value;
+}
+
+// Whether `key` holds exactly `values`, in order, compared where they lie: a lookup of a series
+// that exists builds no key.
+template <std::size_t kLabels>
+bool key_holds(std::string_view key, const std::array<std::string_view, kLabels>& values) {
+  for (std::string_view value : values) {
+    if (key.size() < 4 || load_le32(key.data()) != value.size() || key.size() - 4 < value.size()) return false;
+    if (!same_bytes(key.data() + 4, value.data(), value.size())) return false;
+    key.remove_prefix(4 + value.size());
+  }
+  return key.empty();
 }
 
 // `count` is how many values the key holds (its family's label count), so the vector is
@@ -129,9 +195,7 @@ class ExemplarSlot {
       std::memcpy(inline_.data(), value.data(), value.size());
       size_ = static_cast<std::uint8_t>(value.size());
     } else {
-      if (!heap_) heap_ = std::make_unique<std::string>();
-      heap_->assign(value);
-      size_ = kOnHeap;
+      set_on_heap(value);
     }
     has_time_ = time.has_value();
     micros_ = time.value_or(0);
@@ -151,6 +215,13 @@ class ExemplarSlot {
 
  private:
   static constexpr std::size_t kInlineBytes = 38;
+  // Out of line, so that set() with an id that fits saves no registers for the heap's sake.
+  [[gnu::noinline]] void set_on_heap(std::string_view value) {
+    if (!heap_) heap_ = std::make_unique<std::string>();
+    heap_->assign(value);
+    size_ = kOnHeap;
+  }
+
   static constexpr std::uint8_t kOnHeap = 0xFF;
   std::int64_t micros_ = 0;
   std::unique_ptr<std::string> heap_;
@@ -165,12 +236,53 @@ struct CounterSeries {
   ExemplarSlot exemplar{};  // the CP's families only: the latest event counted, when it could be named
 };
 
+// The hash of a series key, fed its label values one by one: record() hashes the values where
+// they lie and builds the key only for a new series, and a key hashes the same once decoded.
+// Each value's length goes in before its bytes, as in the key, so values that concatenate alike
+// hash apart. Multiply-and-fold (the 128-bit product's halves xored, as wyhash) spreads every
+// input bit into the low bits that pick a slot.
+class KeyHasher {
+ public:
+  NLE_ALWAYS_INLINE void add(std::string_view value) {
+    mix(value.size());
+    for_each_word(value, [this](std::uint64_t word) {
+      mix(word);
+      seen_ |= word;
+    });
+  }
+  std::uint64_t hash() const { return fold(state_ ^ kSeed, kMultiplier); }
+  // Whether every byte added was ASCII: the words hashed tell it for free, which saves record()
+  // a second pass over each label value.
+  bool all_ascii() const { return (seen_ & kHighBits) == 0; }
+
+ private:
+  __extension__ using Product = unsigned __int128;
+  static constexpr std::uint64_t kSeed = 0xa0761d6478bd642fULL;        // wyhash's secrets
+  static constexpr std::uint64_t kMultiplier = 0xe7037ed1a0b428dbULL;
+  static std::uint64_t fold(std::uint64_t a, std::uint64_t b) {
+    const Product product = Product{a} * b;
+    return static_cast<std::uint64_t>(product) ^ static_cast<std::uint64_t>(product >> 64);
+  }
+  void mix(std::uint64_t word) { state_ = fold(state_ ^ word, kMultiplier); }
+  std::uint64_t state_ = kSeed;
+  std::uint64_t seen_ = 0;
+};
+
 // A series key with its hash, computed once per lookup and kept in the index, so that a probe
 // compares hashes and reads a key's bytes only where they match.
 struct HashedKey {
-  explicit HashedKey(std::string_view key) : bytes(key), hash(std::hash<std::string_view>{}(key)) {}
+  explicit HashedKey(std::string_view key) : bytes(key), hash(hash_of(key)) {}
+  // `hash` is KeyHasher's over the values `key` holds (record() hashed them before building it).
+  HashedKey(std::string_view key, std::uint64_t key_hash) : bytes(key), hash(key_hash) {}
   std::string_view bytes;
   std::uint64_t hash;
+
+ private:
+  static std::uint64_t hash_of(std::string_view key) {
+    KeyHasher hasher;
+    while (key.size() >= 4) hasher.add(next_key_part(key));
+    return hasher.hash();
+  }
 };
 
 // A series and its key in one allocation, the key's bytes right after the node: a lookup that
@@ -220,13 +332,13 @@ class CounterFamily {
         when_empty_(when_empty) {}
 
   CounterSeries* find(const HashedKey& key) {
-    if (slots_.empty()) return nullptr;
-    const std::size_t mask = slots_.size() - 1;
-    for (std::size_t at = key.hash & mask;; at = (at + 1) & mask) {
-      const Slot& slot = slots_[at];
-      if (slot.node == nullptr) return nullptr;
-      if (slot.hash == key.hash && slot.node->key() == key.bytes) return &slot.node->series();
-    }
+    return probe(key.hash, [&key](std::string_view held) { return held == key.bytes; });
+  }
+  // The series of these label values (bounded, in label-name order), `hash` being KeyHasher's
+  // over them.
+  template <std::size_t kLabels>
+  CounterSeries* find(std::uint64_t hash, const std::array<std::string_view, kLabels>& values) {
+    return probe(hash, [&values](std::string_view held) { return key_holds(held, values); });
   }
   // A series that must exist whatever the cap (the known gates, every event kind, ...).
   CounterSeries& preset(const HashedKey& key, double created) {
@@ -291,7 +403,23 @@ class CounterFamily {
   };
   static constexpr std::size_t kMinSlots = 8;
 
-  static bool node_less(const SeriesNode* a, const SeriesNode* b) { return key_less(a->key(), b->key()); }
+  // A type, not a function: std::sort and std::inplace_merge inline a comparator object's call,
+  // where through a function pointer every comparison was an indirect call.
+  struct NodeLess {
+    bool operator()(const SeriesNode* a, const SeriesNode* b) const { return key_less(a->key(), b->key()); }
+  };
+  static constexpr NodeLess node_less{};
+
+  template <typename Matches>
+  CounterSeries* probe(std::uint64_t hash, Matches&& matches) {
+    if (slots_.empty()) return nullptr;
+    const std::size_t mask = slots_.size() - 1;
+    for (std::size_t at = hash & mask;; at = (at + 1) & mask) {
+      const Slot& slot = slots_[at];
+      if (slot.node == nullptr) return nullptr;
+      if (slot.hash == hash && matches(slot.node->key())) return &slot.node->series();
+    }
+  }
 
   CounterSeries& insert(const HashedKey& key, double created) {
     // At most half full, so that a probe ends at an empty slot after a step or two on average.
@@ -450,7 +578,12 @@ struct Registry::Impl {
       series->value += n;
       return series;
     }
-    if (CounterSeries* added = family.add(hashed, now())) {
+    return count_new(family, hashed, n);
+  }
+
+  // count_key() for a key not in `family` yet.
+  CounterSeries* count_new(CounterFamily& family, const HashedKey& key, std::uint64_t n) {
+    if (CounterSeries* added = family.add(key, now())) {
       added->value += n;
       return added;
     }
@@ -459,18 +592,40 @@ struct Registry::Impl {
   }
 
   // Counts `n` under the label values (in the family's label-name order), each bounded by
-  // max_label_bytes; every value truncated adds `n` to label_values_truncated{label}.
-  CounterSeries* count_labels(CounterFamily& family, std::initializer_list<std::string_view> label_values,
+  // max_label_bytes; every value truncated adds `n` to label_values_truncated{label}. The same as
+  // count_key() with their key, which is built only when the series is new.
+  // The label count is a template argument so that the loops below unroll and copy no
+  // run-time-sized array (count_labels({a, b}, n) deduces it).
+  template <std::size_t kLabels>
+  CounterSeries* count_labels(CounterFamily& family, const std::string_view (&label_values)[kLabels],
                               std::uint64_t n) {
-    series_key.clear();
-    std::size_t label = 0;
-    for (std::string_view value : label_values) {
-      bool truncated = false;
-      append_key_part(series_key, bounded_label_value(value, max_label_bytes, label_scratch, truncated));
-      if (truncated) count_truncation(family.label_names()[label], n);
-      ++label;
+    static_assert(kLabels <= kMaxCountedLabels);
+    assert(family.label_names().size() == kLabels);
+    std::array<std::string_view, kLabels> values = std::to_array(label_values);
+    // Short ASCII values (nearly all) are bounded as they are, and hashed as they are checked.
+    KeyHasher hasher;
+    bool within_cap = true;
+    for (std::string_view value : values) {
+      within_cap = within_cap && value.size() <= max_label_bytes;
+      hasher.add(value);
     }
-    return count_key(family, series_key, n);
+    if (!within_cap || !hasher.all_ascii()) {
+      hasher = KeyHasher();
+      for (std::size_t label = 0; label < values.size(); ++label) {
+        bool truncated = false;
+        values[label] = bounded_label_value(values[label], max_label_bytes, label_scratch[label], truncated);
+        if (truncated) count_truncation(family.label_names()[label], n);
+        hasher.add(values[label]);
+      }
+    }
+    const std::uint64_t hash = hasher.hash();
+    if (CounterSeries* series = family.find(hash, values)) {
+      series->value += n;
+      return series;
+    }
+    series_key.clear();
+    for (std::string_view value : values) append_key_part(series_key, value);
+    return count_new(family, HashedKey(series_key, hash), n);
   }
 
   // `series` (of `family`) was just counted for one event: its exemplar names that event now, or
@@ -480,24 +635,36 @@ struct Registry::Impl {
   void keep_exemplar(const CounterFamily& family, CounterSeries* series, std::string_view name,
                      std::optional<std::int64_t> time) {
     if (series == nullptr) return;  // over the series cap: counted in series_dropped
+    // Short ASCII (every UUID and host name): within the limit byte for byte, and valid as it is.
+    if (!name.empty() && family.exemplar_label().size() + name.size() <= kExemplarMaxCodePoints && is_ascii(name)) {
+      series->exemplar.set(name, time);
+      return;
+    }
+    keep_other_exemplar(family, *series, name, time);
+  }
+
+  // keep_exemplar() for no name, or one that is long or not ASCII; out of line, so that the
+  // common case above is inlined into record() without the registers this one needs.
+  [[gnu::noinline]] void keep_other_exemplar(const CounterFamily& family, CounterSeries& series,
+                                             std::string_view name, std::optional<std::int64_t> time) {
     if (name.empty()) {
-      series->exemplar.clear();
+      series.exemplar.clear();
       return;
     }
     // Checked before anything is copied, so that no buffer ever grows to a longer id.
     if (!exemplar_label_fits(family.exemplar_label(), name)) {
-      series->exemplar.clear();
+      series.exemplar.clear();
       drop_key.clear();
       append_key_part(drop_key, family.public_name());
       count_key(exemplars_dropped, drop_key, 1);
       return;
     }
     if (is_valid_utf8(name)) {
-      series->exemplar.set(name, time);
+      series.exemplar.set(name, time);
     } else {
       exemplar_scratch.clear();
       append_sanitized_utf8(exemplar_scratch, name);
-      series->exemplar.set(exemplar_scratch, time);
+      series.exemplar.set(exemplar_scratch, time);
     }
   }
 
@@ -548,9 +715,10 @@ struct Registry::Impl {
     has_logged_build_info = true;
     logged_build_info_order = order;
     bool truncated = false;
-    logged_version.assign(bounded_label_value(version, max_label_bytes, label_scratch, truncated));
+    logged_version.assign(bounded_label_value(version, max_label_bytes, label_scratch[0], truncated));
     if (truncated && count) count_truncation("version", 1);
-    logged_git_commit.assign(bounded_label_value(or_unknown(git_commit), max_label_bytes, label_scratch, truncated));
+    logged_git_commit.assign(
+        bounded_label_value(or_unknown(git_commit), max_label_bytes, label_scratch[0], truncated));
     if (truncated && count) count_truncation("git_commit", 1);
   }
 
@@ -578,7 +746,7 @@ struct Registry::Impl {
       // record() never makes an empty label value (or_unknown), so a saved one is not ours.
       if (value.empty()) return false;
       bool truncated = false;
-      append_key_part(key, bounded_label_value(value, max_label_bytes, label_scratch, truncated));
+      append_key_part(key, bounded_label_value(value, max_label_bytes, label_scratch[0], truncated));
     }
     return true;
   }
@@ -635,7 +803,8 @@ struct Registry::Impl {
   // Reused key buffers: once they have grown to the longest key, lookups allocate nothing.
   std::string series_key;
   std::string drop_key;
-  std::string label_scratch;
+  // One per label of count_labels(), whose bounded values are all kept until the key is built.
+  std::array<std::string, kMaxCountedLabels> label_scratch;
   std::string exemplar_scratch;
 };
 

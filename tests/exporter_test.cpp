@@ -1491,6 +1491,97 @@ TEST_CASE("an exemplar label set of 128 code points is kept, one of 129 is dropp
   }
 }
 
+TEST_CASE("record() finds by label values where they lie the series that restore and merge find by key") {
+  // record() hashes and compares label values in place, short ASCII ones without a UTF-8 pass, and
+  // builds a key only for a new series; restore() and merge() look series up by built keys. Were
+  // the two to disagree on a hash or on equality, a series would be found twice and show up
+  // twice. Values of every length around the word size, at and over the cap, non-ASCII, invalid,
+  // and with a NUL byte; exemplar names short, inline-long, heap-long, non-ASCII and too long.
+  ManualClock clock;
+  RegistryOptions options = options_with_clock(clock);
+  options.max_label_bytes = 64;
+  std::vector<std::string> values;
+  for (std::size_t size = 0; size <= 20; ++size) values.push_back(std::string(size, static_cast<char>('a' + size)));
+  for (const std::string_view odd : {std::string_view("b\xC3\xA4" "ckerei"), std::string_view("web\xFF"),
+                                     std::string_view("web\xEF\xBF\xBD"), std::string_view("nul\0byte", 8),
+                                     std::string_view("\xE6\x9D\xB1\xE4\xBA\xAC")}) {
+    values.emplace_back(odd);
+  }
+  values.push_back(std::string(64, 'c'));                       // at the cap: kept whole
+  values.push_back(std::string(63, 'c') + "\xC3\xA9");          // 65 bytes: truncated
+  values.push_back(std::string(40, '\xFF'));                    // 40 bytes, 120 once sanitized: truncated
+  values.push_back(std::string(300, 'd'));                      // truncated
+  const std::vector<std::string> names = {"",
+                                          "3b0f5c2e-1d1a-4a7c-9a51-0c7f3d1e2b44",
+                                          std::string(39, 'e'),
+                                          std::string(120, 'f'),
+                                          std::string(121, 'g'),
+                                          "caf\xC3\xA9",
+                                          "bad\xFF"};
+  std::vector<Event> events;
+  std::size_t n = 0;
+  for (const std::string& control : values) {
+    for (const std::string& host : values) {
+      events.push_back(report(compliance(control, host), names[n % names.size()], kLoggedAt + std::int64_t(n)));
+      ++n;
+    }
+    events.push_back(gate_block_on(control, names[n % names.size()]));
+    ++n;
+  }
+
+  // The rule registry.h states, applied by hand: a missing value reads "unknown"; one over the cap
+  // (in bytes, after invalid bytes became U+FFFD) becomes truncate_label_value()'s.
+  const auto bounded = [](std::string_view value) {
+    if (value.empty()) return std::string("unknown");
+    const std::string sanitized = nle::sanitize_utf8(value);
+    return sanitized.size() <= 64 ? sanitized : nle::truncate_label_value(value, 64);
+  };
+  std::map<std::vector<std::string>, double> want;
+  for (const std::string& control : values) {
+    for (const std::string& host : values) want[{bounded(control), bounded(host)}] += 2;
+  }
+
+  Registry twice(options);
+  for (const Event& event : events) twice.record(event);
+  for (const Event& event : events) twice.record(event);
+  const Snapshot snapshot = twice.snapshot();
+  const Family* family = find_family(snapshot, "nixfleet_compliance_failure_events");
+  REQUIRE(family != nullptr);
+  std::map<std::vector<std::string>, double> got;
+  for (const Series& series : family->series) got[series.label_values] += series.value;
+  CHECK(family->series.size() == want.size());
+  CHECK(got == want);
+  const std::string page = render_openmetrics(snapshot, true);
+
+  // The second pass recorded into a registry restored from the first: every series found again.
+  Registry first(options);
+  for (const Event& event : events) first.record(event);
+  Registry restored(options);
+  CHECK(restored.restore(first.export_counters(), first.export_build_info()) == 0);
+  for (const Event& event : events) restored.record(event);
+  CHECK(render_openmetrics(restored.snapshot(), true) == page);
+
+  // The same, merged: the second pass recorded alone, then added to the first.
+  Registry second(options);
+  for (const Event& event : events) second.record(event);
+  first.merge(second);
+  CHECK(render_openmetrics(first.snapshot(), true) == page);
+
+  // And under a series cap that refuses most of them, in both paths alike.
+  options.max_series_per_family = 50;
+  Registry capped(options);
+  for (const Event& event : events) capped.record(event);
+  for (const Event& event : events) capped.record(event);
+  Registry capped_first(options);
+  for (const Event& event : events) capped_first.record(event);
+  Registry capped_restored(options);
+  CHECK(capped_restored.restore(capped_first.export_counters(), std::nullopt) == 0);
+  for (const Event& event : events) capped_restored.record(event);
+  const Snapshot capped_snapshot = capped.snapshot();
+  CHECK(find_family(capped_snapshot, "nixfleet_compliance_failure_events")->series.size() == 50);
+  CHECK(render_openmetrics(capped_restored.snapshot(), true) == render_openmetrics(capped_snapshot, true));
+}
+
 TEST_CASE("code points: one per character, one per invalid sequence") {
   for (const std::string_view bytes : {"", "web-07", "m\xC3\xBCnchen \xF0\x9F\x98\x80", "a\xFF\xFE" "b\xE6\x97", "\xED\xA0\x80x",
                                        "\xF4\x90\x80\x80", "\xC0\xAF\xE0\x80"}) {
