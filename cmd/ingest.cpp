@@ -48,7 +48,9 @@ void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::
     next = chomped(end + 1, static_cast<std::size_t>(static_cast<const char*>(nl) - block.data()));
     return next.size() <= max_line_bytes;
   };
-  const auto deliver = [&](std::size_t begin, std::size_t end, bool candidate, bool screen) {
+  // `relevant`: a candidate whose needle made it relevant (Candidate::relevant, or
+  // relevant_if_json_object in a line that is one).
+  const auto deliver = [&](std::size_t begin, std::size_t end, bool candidate, bool screen, bool relevant) {
     const std::string_view text = chomped(begin, end);
     std::string_view next;
     const bool has_next = candidate && text.size() <= max_line_bytes && next_line(end, next);
@@ -62,7 +64,12 @@ void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::
       // line starts one too: read now, that next line goes back to the scan instead of the parser.
       ++pending_lines_;
       const bool alone = has_next && parser_.starts_text_record(next);
-      record(alone ? parser_.parse_before_text_record(text) : parser_.parse(text), order_base + offset + end + 1);
+      // The scan read the line with its "\r", if any; the parser reads it without.
+      const bool known_relevant = relevant && text.size() == end - begin;
+      record(known_relevant ? parser_.parse_relevant(text, alone)
+             : alone        ? parser_.parse_before_text_record(text)
+                            : parser_.parse(text),
+             order_base + offset + end + 1);
     } else {
       line(text, order_base + offset + end + 1);
     }
@@ -73,7 +80,7 @@ void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::
       // Each line after a held record must reach the parser, relevant or not.
       const void* nl = std::memchr(block.data() + pos, '\n', block.size() - pos);
       const std::size_t end = nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - block.data()) : block.size();
-      deliver(pos, end, false, false);
+      deliver(pos, end, false, false, false);
       pos = end + 1;
       continue;
     }
@@ -84,7 +91,10 @@ void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::
     // A tracing JSON line spelling a counting value is nearly always a counting report (a text
     // line's report is found by its message first, and the text screen is cheap on the others).
     const bool skip_screen = c.counting_value && block[c.line_begin] == '{';
-    deliver(c.line_begin, c.line_end, true, screening_ && !skip_screen);
+    const bool relevant =
+        c.relevant ||
+        (c.relevant_if_json_object && may_hold_byte_array(block.substr(c.line_begin, c.line_end - c.line_begin)));
+    deliver(c.line_begin, c.line_end, true, screening_ && !skip_screen, relevant);
     pos = c.line_end + 1;
   }
 }

@@ -84,7 +84,9 @@ struct Tables {
     std::string_view needle;
     std::size_t offset;
     Where where;
-    bool is_anchor;  // the needle is its anchor: nothing more to compare
+    bool is_anchor;        // the needle is its anchor: nothing more to compare
+    bool makes_relevant;   // needle_makes_relevant(needle)
+    bool makes_json_object_relevant;  // needle_makes_json_object_relevant(needle)
   };
   std::vector<Covered> covered[kAnchorCount];
   // Which anchors start with each byte, as bits: a hit is compared with those only.
@@ -109,7 +111,8 @@ const Tables& tables() {
                                     : needle == parsers::kReportReceived     ? Tables::Where::not_json_report_message
                                     : needle_counts_only_somewhere(needle) ? Tables::Where::other
                                                                              : Tables::Where::anywhere;
-        built.covered[a].push_back({needle, at, where, needle == kAnchors[a].text});
+        built.covered[a].push_back({needle, at, where, needle == kAnchors[a].text, needle_makes_relevant(needle),
+                                      needle_makes_json_object_relevant(needle)});
         found = true;
       }
       if (!found) built.covers_all = false;
@@ -153,9 +156,15 @@ constexpr bool is_counting_value_anchor(std::size_t a) {
   return kAnchors[a].text == "ompliance" || kAnchors[a].text == "untime";
 }
 
-// Is a relevance needle at `at`, given that some anchor's byte pair matched there? Returns the
-// index of the anchor that led to it, or kNoAnchor.
-std::size_t verify(const Tables& t, const char* d, std::size_t size, std::size_t at) {
+// A needle verified at a hit: the anchor that led to it (kNoAnchor if none), and whether the
+// needle makes its line relevant by itself.
+struct Verified {
+  std::size_t anchor;
+  const Tables::Covered* needle;
+};
+
+// Is a relevance needle at `at`, given that some anchor's byte pair matched there?
+Verified verify(const Tables& t, const char* d, std::size_t size, std::size_t at) {
   const char* const end = d + size;
   for (unsigned bits = t.anchors_starting_with[static_cast<unsigned char>(d[at])]; bits != 0; bits &= bits - 1) {
     const std::size_t a = static_cast<std::size_t>(__builtin_ctz(bits));
@@ -171,20 +180,20 @@ std::size_t verify(const Tables& t, const char* d, std::size_t size, std::size_t
       if (!c.is_anchor && (size - start < c.needle.size() || !same_bytes(d + start, c.needle))) continue;
       switch (c.where) {
         case Tables::Where::anywhere:
-          return a;
+          return {a, &c};
         case Tables::Where::version_field:
-          if (parsers::is_build_info_version_at(d, end, d + start)) return a;
+          if (parsers::is_build_info_version_at(d, end, d + start)) return {a, &c};
           break;
         case Tables::Where::not_json_report_message:
-          if (!parsers::is_json_report_message(d, end, d + start)) return a;
+          if (!parsers::is_json_report_message(d, end, d + start)) return {a, &c};
           break;
         case Tables::Where::other:
-          if (needle_occurrence_counts(std::string_view(d, size), start, c.needle)) return a;
+          if (needle_occurrence_counts(std::string_view(d, size), start, c.needle)) return {a, &c};
           break;
       }
     }
   }
-  return kNoAnchor;
+  return {kNoAnchor, nullptr};
 }
 
 // Masks for the (up to 64) positions of [base, size), byte by byte: the tail of a block, and

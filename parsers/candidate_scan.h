@@ -21,6 +21,11 @@ struct Candidate {
   // The first needle found on the line is a counting event value (`compliance-failure`, ...): most
   // such lines count, so the candidate screen would only cost time on them.
   bool counting_value = false;
+  // The first needle found makes may_be_relevant() true for the line by itself
+  // (needle_makes_relevant()), or does so if the line is a JSON object holding a '['
+  // (needle_makes_json_object_relevant()): the parser need not search the line for needles again.
+  bool relevant = false;
+  bool relevant_if_json_object = false;
 };
 
 // Scans block[from, size). `from` must be a line start (0, or just after a "\n"). A line is found

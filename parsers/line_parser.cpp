@@ -138,6 +138,19 @@ bool needle_occurrence_counts(std::string_view bytes, std::size_t at, std::strin
   return true;
 }
 
+bool needle_makes_relevant(std::string_view needle) {
+  // may_hold_counting_message() says yes to a `report received` that is not a JSON message and to
+  // the gate tail wherever it sits; has_version_field() to a counting `version`.
+  return needle == "version" || needle == parsers::kReportReceived || needle == kGateHeldTail ||
+         needle == "\"MESSAGE\":null";
+}
+
+bool needle_makes_json_object_relevant(std::string_view needle) {
+  // has_encoded_keyword() says yes to each of them wherever needle_occurrence_counts() does.
+  return needle == kEncodedReportReceived || needle == kEncodedReportReceivedSpaced || needle == kEncodedGateHeld ||
+         needle == kEncodedGateHeldSpaced || needle == kEncodedVersion || needle == kEncodedVersionSpaced;
+}
+
 bool needle_counts_only_somewhere(std::string_view needle) {
   return needle == "version" || needle == parsers::kReportReceived || needle == kEncodedVersion ||
          needle == kEncodedVersionSpaced;
@@ -147,10 +160,13 @@ bool may_be_relevant(std::string_view line) {
   if (may_hold_counting_message(line) || has_version_field(line)) return true;
   if (contains(line, "\"MESSAGE\":null")) return true;  // elided by journalctl: counted as skipped
   // Byte arrays only appear in journald records, which are JSON objects: in any other line (a
-  // coloured one has a `[` in every escape) the digits spell nothing. Test the cheap `[` first.
+  // coloured one has a `[` in every escape) the digits spell nothing.
+  return may_hold_byte_array(line) && has_encoded_keyword(line);
+}
+
+bool may_hold_byte_array(std::string_view line) {
   const std::string_view object = trim_front(line);
-  return !object.empty() && object.front() == '{' && std::memchr(line.data(), '[', line.size()) != nullptr &&
-         has_encoded_keyword(line);
+  return !object.empty() && object.front() == '{' && std::memchr(line.data(), '[', line.size()) != nullptr;
 }
 
 struct LineParser::Impl {
@@ -326,12 +342,12 @@ struct LineParser::Impl {
   }
 
   const ParseResult& parse(std::string_view line, std::optional<LogTimeMicros> line_logged_at,
-                           bool next_is_text_record = false) {
+                           bool next_is_text_record = false, bool known_relevant = false) {
     begin();
     logged_at = line_logged_at;
     next_starts_text_record = next_is_text_record;
     if (holding) read_cp_line(line, false, false);
-    else if (may_be_relevant(line)) read_cp_line(line, false, true);
+    else if (known_relevant || may_be_relevant(line)) read_cp_line(line, false, true);
     next_starts_text_record = false;
     return end();
   }
@@ -379,6 +395,9 @@ const ParseResult& LineParser::parse(std::string_view line, std::optional<LogTim
 }
 const ParseResult& LineParser::parse_before_text_record(std::string_view line) {
   return impl_->parse(line, std::nullopt, true);
+}
+const ParseResult& LineParser::parse_relevant(std::string_view line, bool before_text_record) {
+  return impl_->parse(line, std::nullopt, before_text_record, true);
 }
 const ParseResult& LineParser::finish() { return impl_->finish(); }
 bool LineParser::holds_record() const { return impl_->holding; }

@@ -55,6 +55,16 @@ std::span<const std::string_view> relevance_needles();
 // (the counting values are needles of their own); every other needle counts wherever it sits.
 // Reads the bytes around the needle, never past a "\n" or outside `bytes`.
 bool needle_occurrence_counts(std::string_view bytes, std::size_t at, std::string_view needle);
+// Does an occurrence of `needle` where needle_occurrence_counts() holds make may_be_relevant()
+// true by itself? So for `version`, `report received`, the gate-held message and the elided
+// MESSAGE; not for a counting value (a JSON line needs its message too).
+bool needle_makes_relevant(std::string_view needle);
+// The same, in a line that is a JSON object (trimmed, it begins with '{') and holds a '[': the
+// needles spelled as journald's byte arrays.
+bool needle_makes_json_object_relevant(std::string_view needle);
+// Is `line` a JSON object (trimmed, it begins with '{') holding a '[', where a byte array may be?
+bool may_hold_byte_array(std::string_view line);
+
 // Whether needle_occurrence_counts() may say no for `needle` (else it counts wherever it sits).
 bool needle_counts_only_somewhere(std::string_view needle);
 
@@ -85,6 +95,10 @@ class LineParser {
   // record this line starts can have no continuation, so it is read now instead of held, and the
   // next line is free to take the same path as any other. The same results as parse() on both.
   const ParseResult& parse_before_text_record(std::string_view line);
+  // parse() (or parse_before_text_record() when `before_text_record`) for a line the caller knows
+  // may_be_relevant() accepts, such as one where a scan found a needle that needle_makes_relevant():
+  // the line is not searched for its needles again. The same results.
+  const ParseResult& parse_relevant(std::string_view line, bool before_text_record);
   // End of input, or the source caught up with its writer: completes a held text record.
   const ParseResult& finish();
   // A text record is held: the next lines must reach parse(), relevant or not.

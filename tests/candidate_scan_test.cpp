@@ -215,6 +215,38 @@ TEST_CASE("a line is marked as spelling a counting value when that is the first 
   CHECK_FALSE(marked(R"J({"fields":{"message":"dispatch: held by fleet-level gate","gate":"ComplianceWave"}})J"));
 }
 
+TEST_CASE("a candidate is marked relevant only when its first needle makes may_be_relevant() say yes") {
+  // Each needle where it counts, alone on a JSON-looking line and on a text line, and the random
+  // blocks of the scan tests: a mark must never claim more than may_be_relevant() says.
+  std::size_t marked = 0, marked_in_object = 0;
+  const auto check_block = [&](std::string_view block) {
+    for (std::size_t from = 0; from < block.size();) {
+      const nle::Candidate c = nle::find_candidate(block, from, 1 << 20);
+      if (!c.found) break;
+      const std::string_view line = block.substr(c.line_begin, c.line_end - c.line_begin);
+      INFO("line: " << line);
+      if (c.relevant) REQUIRE(nle::may_be_relevant(line));
+      if (c.relevant_if_json_object && nle::may_hold_byte_array(line)) REQUIRE(nle::may_be_relevant(line));
+      marked += c.relevant ? 1 : 0;
+      marked_in_object += c.relevant_if_json_object ? 1 : 0;
+      from = c.line_end + 1;
+    }
+  };
+  for (std::string_view needle : nle::relevance_needles()) {
+    check_block("{\"a\":\"" + std::string(needle) + counting_suffix(needle) + "\",\"b\":[1]}\n");
+    check_block("2026-11-20T08:14:03Z  INFO t: " + std::string(needle) + counting_suffix(needle) + "\n");
+  }
+  std::mt19937_64 rng(11);
+  for (int round = 0; round < 2000; ++round) check_block(random_block(rng));
+  CHECK(marked > 100);
+  CHECK(marked_in_object > 10);
+  // What the parser is spared on the lines of a busy CP.
+  const auto mark = [](std::string_view line) { return nle::find_candidate(line, 0, 1 << 20).relevant; };
+  CHECK(mark("2026-11-20T08:14:03Z  INFO report: report received hostname=h event=stale-target"));
+  CHECK(mark(R"J({"fields":{"message":"starting control plane","version":"0.9.3"},"target":"t"})J"));
+  CHECK_FALSE(mark(R"J({"fields":{"message":"report received","event":"ComplianceFailure","hostname":"h"}})J"));
+}
+
 TEST_CASE("one line at a time, a needle is found exactly when the line holds one") {
   std::mt19937_64 rng(5);
   for (int round = 0; round < 2000; ++round) {

@@ -268,6 +268,12 @@ std::vector<Found> kernel_scan(std::string_view kernel, std::string_view block, 
   for (;;) {
     const Candidate c = kernel.empty() ? find_candidate(block, from, cap) : find_candidate_with(kernel, block, from, cap);
     found.push_back({c.found, c.line_begin, c.line_end, c.lines_before});
+    if (c.found && (c.relevant || c.relevant_if_json_object)) {
+      const std::string_view line = block.substr(c.line_begin, c.line_end - c.line_begin);
+      require(c.relevant || !may_hold_byte_array(line) || may_be_relevant(line),
+              "a candidate marked relevant in a JSON object is a line may_be_relevant() turns away");
+      require(!c.relevant || may_be_relevant(line), "a candidate marked relevant is a line may_be_relevant() turns away");
+    }
     if (!c.found || c.line_end >= block.size()) break;
     from = c.line_end + 1;
   }
