@@ -1,6 +1,8 @@
 // JSON lines with simdjson's On-Demand API: tracing's JSON (nested `fields` or flattened) and
-// journald's `-o json` records. One forward pass over the top-level object reads everything; every
-// string kept is copied to the arena because the parser's own buffer dies at its next iterate().
+// journald's `-o json` records. One forward pass over the top-level object reads everything. The
+// document itself is copied to the arena, so a string kept is a view of it unless it holds an
+// escape; an unescaped one is copied to the arena, as the parser's own buffer dies at its next
+// iterate().
 // The whole object is consumed, so a truncated or trailing-garbage line is an error, never half
 // an event.
 
@@ -36,33 +38,158 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
+// The contents of the JSON string that starts just past the quote at `p`, when it holds no
+// backslash: then its bytes are exactly what unescaping gives, so nothing is decoded or copied.
+// False at the first backslash, for simdjson to unescape (and to reject a bad escape). Stage 1
+// has checked that the string closes inside the document, and simdjson's padding keeps every
+// 16-byte load, up to 15 bytes past the closing quote, inside the buffer.
+[[gnu::always_inline]] inline bool unescaped_in_place(const char* p, std::string_view& out) {
+#if defined(__x86_64__)
+  const __m128i quote = _mm_set1_epi8('"');
+  const __m128i backslash = _mm_set1_epi8('\\');
+  for (std::size_t i = 0;; i += 16) {
+    const __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    const auto stops = static_cast<unsigned>(
+        _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(chunk, quote), _mm_cmpeq_epi8(chunk, backslash))));
+    if (stops != 0) {
+      const std::size_t end = i + static_cast<std::size_t>(std::countr_zero(stops));
+      if (p[end] != '"') return false;
+      out = std::string_view(p, end);
+      return true;
+    }
+  }
+#else
+  for (std::size_t i = 0;; ++i) {
+    if (p[i] == '"') {
+      out = std::string_view(p, i);
+      return true;
+    }
+    if (p[i] == '\\') return false;
+  }
+#endif
+}
+
+// An object key as unescaping gives it, read in place unless it holds an escape.
+[[gnu::always_inline]] inline error_code key_of(od::field& field, std::string_view& key) {
+  if (unescaped_in_place(field.key().raw(), key)) return simdjson::SUCCESS;
+  return field.unescaped_key().get(key);
+}
+
+// A string value (its type checked by the caller) as get_string() gives it: read in place, in the
+// document, unless it holds an escape; else unescaped into simdjson's string buffer, which dies at
+// the next iterate(). `in_document` says which.
+[[gnu::always_inline]] inline error_code string_of(od::value& value, std::string_view& s, bool& in_document) {
+  in_document = unescaped_in_place(value.raw_json_token().data() + 1, s);
+  if (in_document) {
+    od::raw_json_string consumed;
+    return value.get_raw_json_string().get(consumed);
+  }
+  return value.get_string().get(s);
+}
+
+// A string to keep until the arena's reset: the document itself lives in the arena (see
+// JsonReader::Impl::pad), so only what simdjson unescaped is copied.
+std::string_view kept(std::string_view s, bool in_document, Arena& arena) {
+  return in_document ? s : arena.put(s);
+}
+
+// The keys the readers below act on, told apart by length first: a tracing line has a dozen keys
+// and a journald record thirty, most of them matching none.
+enum class Key : unsigned char {
+  other,
+  // Top level only.
+  fields,
+  journald_message,  // MESSAGE
+  journald_cursor,   // __CURSOR
+  tracing_metadata,  // timestamp, level, target, span(s), thread and source location
+  // An event's fields (top level: flattened events).
+  message,
+  event,
+  hostname,
+  control_id,
+  gate,
+  version,
+  git_commit,
+  event_id,
+  host,
+  details,
+  report,
+};
+
+[[gnu::always_inline]] inline Key key_kind(std::string_view key) {
+  switch (key.size()) {
+    case 4:
+      if (key == "gate") return Key::gate;
+      if (key == "host") return Key::host;
+      if (key == "span") return Key::tracing_metadata;
+      break;
+    case 5:
+      if (key == "event") return Key::event;
+      if (key == "level" || key == "spans") return Key::tracing_metadata;
+      break;
+    case 6:
+      if (key == "fields") return Key::fields;
+      if (key == "target") return Key::tracing_metadata;
+      if (key == "report") return Key::report;
+      break;
+    case 7:
+      if (key == "message") return Key::message;
+      if (key == "MESSAGE") return Key::journald_message;
+      if (key == "version") return Key::version;
+      if (key == "details") return Key::details;
+      break;
+    case 8:
+      if (key == "hostname") return Key::hostname;
+      if (key == "event_id") return Key::event_id;
+      if (key == "__CURSOR") return Key::journald_cursor;
+      if (key == "threadId" || key == "filename") return Key::tracing_metadata;
+      break;
+    case 9:
+      if (key == "timestamp") return Key::tracing_metadata;
+      break;
+    case 10:
+      if (key == "control_id") return Key::control_id;
+      if (key == "git_commit") return Key::git_commit;
+      if (key == "threadName") return Key::tracing_metadata;
+      break;
+    case 11:
+      if (key == "line_number") return Key::tracing_metadata;
+      break;
+    default:
+      break;
+  }
+  return Key::other;
+}
+
 // A `?`-formatted string field reaches JSON in Rust's Debug form, quotes and escapes included
 // (`"hostname":"\"db\\\"1\""`); the text formatter prints the same value the same way and the
 // text reader decodes it, so decoding it here too gives one label whatever the formatter.
-std::string_view debug_unquoted(std::string_view s, Arena& arena) {
+[[gnu::always_inline]] inline std::string_view debug_unquoted(std::string_view s, bool in_document, Arena& arena) {
   if (s.size() >= 2 && s.front() == '"' && s.back() == '"') {
     std::size_t consumed = 0;
     if (auto decoded = decode_rust_debug_string(s, consumed, arena); decoded && consumed == s.size()) return *decoded;
   }
-  return arena.put(s);
+  return kept(s, in_document, arena);
 }
 
 // A scalar field value as text: strings decoded, numbers and booleans as written, null and
 // containers absent.
-error_code scalar_text(od::value& value, Arena& arena, std::optional<std::string_view>& out) {
+[[gnu::always_inline]] inline error_code scalar_text(od::value& value, Arena& arena,
+                                                     std::optional<std::string_view>& out) {
   od::json_type type;
   if (error_code e = value.type().get(type)) return e;
   switch (type) {
     case od::json_type::string: {
       std::string_view s;
-      if (error_code e = value.get_string().get(s)) return e;
-      if (!out) out = debug_unquoted(s, arena);
+      bool in_document = false;
+      if (error_code e = string_of(value, s, in_document)) return e;
+      if (!out) out = debug_unquoted(s, in_document, arena);
       return simdjson::SUCCESS;
     }
     case od::json_type::number:
     case od::json_type::boolean: {
       std::string_view raw = trim(value.raw_json_token());
-      if (!out) out = arena.put(raw);
+      if (!out) out = raw;  // in the document
       return simdjson::SUCCESS;
     }
     default:
@@ -77,8 +204,9 @@ error_code string_or_json(od::value& value, Arena& arena, std::optional<std::str
   is_object = type == od::json_type::object;
   if (type == od::json_type::string) {
     std::string_view s;
-    if (error_code e = value.get_string().get(s)) return e;
-    if (!json_text && !s.empty() && s.front() == '{') json_text = arena.put(s);
+    bool in_document = false;
+    if (error_code e = string_of(value, s, in_document)) return e;
+    if (!json_text && !s.empty() && s.front() == '{') json_text = kept(s, in_document, arena);
   }
   return simdjson::SUCCESS;
 }
@@ -89,10 +217,11 @@ error_code read_details(od::object object, EventFields& f, Arena& arena) {
     od::field field;
     if (error_code e = std::move(field_result).get(field)) return e;
     std::string_view key;
-    if (error_code e = field.unescaped_key().get(key)) return e;
-    if (key == "control_id") {
+    if (error_code e = key_of(field, key)) return e;
+    const Key kind = key_kind(key);
+    if (kind == Key::control_id) {
       if (error_code e = scalar_text(field.value(), arena, f.details_control_id)) return e;
-    } else if (key == "hostname") {
+    } else if (kind == Key::hostname) {
       if (error_code e = scalar_text(field.value(), arena, f.details_hostname)) return e;
     }
   }
@@ -115,37 +244,45 @@ error_code read_report(od::object object, EventFields& f, Arena& arena) {
   return simdjson::SUCCESS;
 }
 
-// One field of an event. Returns true when `key` was one of ours.
-error_code read_event_field(std::string_view key, od::value value, EventFields& f, Arena& arena, bool nested) {
-  if (key == "message") return scalar_text(value, arena, f.message);
-  if (key == "event") return scalar_text(value, arena, f.event);
-  if (key == "hostname") return scalar_text(value, arena, f.hostname);
-  if (key == "control_id") return scalar_text(value, arena, f.control_id);
-  if (key == "gate") return scalar_text(value, arena, f.gate);
-  if (key == "version") return scalar_text(value, arena, f.version);
-  if (key == "git_commit") return scalar_text(value, arena, f.git_commit);
-  if (key == "event_id") return scalar_text(value, arena, f.event_id);
-  if (key == "host") return scalar_text(value, arena, f.host);
-  if (key == "details") {
-    bool is_object = false;
-    if (error_code e = string_or_json(value, arena, f.details_json, is_object)) return e;
-    if (is_object) {
-      od::object object;
-      if (error_code e = value.get_object().get(object)) return e;
-      return read_details(object, f, arena);
+// One field of an event, of kind `kind` (key_kind() of its key); keys not of an event's are
+// skipped.
+error_code read_event_field(Key kind, od::value value, EventFields& f, Arena& arena, bool nested) {
+  std::optional<std::string_view>* slot = nullptr;  // a scalar field's
+  switch (kind) {
+    case Key::message: slot = &f.message; break;
+    case Key::event: slot = &f.event; break;
+    case Key::hostname: slot = &f.hostname; break;
+    case Key::control_id: slot = &f.control_id; break;
+    case Key::gate: slot = &f.gate; break;
+    case Key::version: slot = &f.version; break;
+    case Key::git_commit: slot = &f.git_commit; break;
+    case Key::event_id: slot = &f.event_id; break;
+    case Key::host: slot = &f.host; break;
+    case Key::details: {
+      bool is_object = false;
+      if (error_code e = string_or_json(value, arena, f.details_json, is_object)) return e;
+      if (is_object) {
+        od::object object;
+        if (error_code e = value.get_object().get(object)) return e;
+        return read_details(object, f, arena);
+      }
+      return simdjson::SUCCESS;
     }
-    return simdjson::SUCCESS;
-  }
-  if (key == "report" && !nested) {
-    bool is_object = false;
-    if (error_code e = string_or_json(value, arena, f.report_json, is_object)) return e;
-    if (is_object) {
-      od::object object;
-      if (error_code e = value.get_object().get(object)) return e;
-      return read_report(object, f, arena);
+    case Key::report: {
+      if (nested) return simdjson::SUCCESS;
+      bool is_object = false;
+      if (error_code e = string_or_json(value, arena, f.report_json, is_object)) return e;
+      if (is_object) {
+        od::object object;
+        if (error_code e = value.get_object().get(object)) return e;
+        return read_report(object, f, arena);
+      }
+      return simdjson::SUCCESS;
     }
+    default:
+      return simdjson::SUCCESS;
   }
-  return simdjson::SUCCESS;
+  return scalar_text(value, arena, *slot);
 }
 
 error_code read_event_object(od::object object, EventFields& f, Arena& arena, bool nested) {
@@ -153,8 +290,8 @@ error_code read_event_object(od::object object, EventFields& f, Arena& arena, bo
     od::field field;
     if (error_code e = std::move(field_result).get(field)) return e;
     std::string_view key;
-    if (error_code e = field.unescaped_key().get(key)) return e;
-    if (error_code e = read_event_field(key, field.value(), f, arena, nested)) return e;
+    if (error_code e = key_of(field, key)) return e;
+    if (error_code e = read_event_field(key_kind(key), field.value(), f, arena, nested)) return e;
   }
   return simdjson::SUCCESS;
 }
@@ -393,8 +530,9 @@ error_code read_message(od::value value, JsonLine& out, Arena& arena, const Pred
   }
   if (type == od::json_type::string) {
     std::string_view s;
-    if (error_code e = value.get_string().get(s)) return e;
-    out.messages.push_back(arena.put(s));
+    bool in_document = false;
+    if (error_code e = string_of(value, s, in_document)) return e;
+    out.messages.push_back(kept(s, in_document, arena));
     return simdjson::SUCCESS;
   }
   if (type == od::json_type::null) {
@@ -428,8 +566,9 @@ error_code read_message(od::value value, JsonLine& out, Arena& arena, const Pred
     if (error_code e = element.type().get(element_type)) return e;
     if (element_type == od::json_type::string) {
       std::string_view s;
-      if (error_code e = element.get_string().get(s)) return e;
-      out.messages.push_back(arena.put(s));
+      bool in_document = false;
+      if (error_code e = string_of(element, s, in_document)) return e;
+      out.messages.push_back(kept(s, in_document, arena));
     } else if (element_type == od::json_type::array) {
       od::array inner;
       if (error_code e = element.get_array().get(inner)) return e;
@@ -443,33 +582,32 @@ error_code read_message(od::value value, JsonLine& out, Arena& arena, const Pred
   return simdjson::SUCCESS;
 }
 
-bool is_tracing_metadata(std::string_view key) {
-  return key == "timestamp" || key == "level" || key == "target" || key == "span" || key == "spans" ||
-         key == "threadName" || key == "threadId" || key == "filename" || key == "line_number";
-}
-
 }  // namespace
 
 struct JsonReader::Impl {
   od::parser parser;
   od::parser nested_parser;  // JSON held in a string field, read while `parser` is mid-document
-  std::string padded;
-  std::string nested_padded;
 
-  static void pad(std::string& buffer, std::string_view bytes) {
-    if (buffer.size() < bytes.size() + simdjson::SIMDJSON_PADDING) {
-      buffer.resize(bytes.size() + simdjson::SIMDJSON_PADDING);
-    }
-    std::memcpy(buffer.data(), bytes.data(), bytes.size());
-    std::memset(buffer.data() + bytes.size(), ' ', simdjson::SIMDJSON_PADDING);
+  // simdjson reads a copy of the JSON with its padding, made in the arena: a string without
+  // escapes is then kept as a view of the document, valid as long as the arena's other views,
+  // instead of being copied out of simdjson's string buffer. The copy's size: `bytes` and padding.
+  static char* pad(Arena& arena, std::string_view bytes) {
+    char* buffer = arena.reserve(bytes.size() + simdjson::SIMDJSON_PADDING);
+    std::memcpy(buffer, bytes.data(), bytes.size());
+    std::memset(buffer + bytes.size(), ' ', simdjson::SIMDJSON_PADDING);
+    return buffer;
   }
 
   // journald's MESSAGE byte array (`"MESSAGE":[27,91,...]`, a coloured line: thousands of
-  // elements) decoded from the line's text and blanked in `padded`, so that simdjson indexes and
-  // walks an empty array instead of a structural per element. Only an array that
-  // decode_byte_array() reads whole: exactly the arrays simdjson's own path reads into the same
-  // bytes, so blanking one changes neither the bytes nor any error. Any other line: untouched.
-  PredecodedMessage predecode_message(std::string_view line, Arena& arena) {
+  // elements) decoded from the line's text and blanked in `padded` (the line's copy), so that
+  // simdjson indexes and walks an empty array instead of a structural per element. Only an array
+  // that decode_byte_array() reads whole: exactly the arrays simdjson's own path reads into the
+  // same bytes, so blanking one changes neither the bytes nor any error. Any other line:
+  // untouched. tracing's JSON formatter writes `timestamp` first: a line that starts so is not
+  // even searched.
+  PredecodedMessage predecode_message(std::string_view line, char* padded, Arena& arena) {
+    constexpr std::string_view kTracing = "{\"timestamp\":";
+    if (line.starts_with(kTracing)) return {};
     constexpr std::string_view kKey = "\"MESSAGE\":[";
     const std::size_t key = find_bytes(line, kKey);
     if (key == std::string_view::npos) return {};
@@ -482,17 +620,19 @@ struct JsonReader::Impl {
     if (decode_byte_array(line.substr(open, close_at - open + 1), arena, predecoded.bytes) != simdjson::SUCCESS) {
       return {};
     }
-    std::memset(padded.data() + open + 1, ' ', close_at - open - 1);
-    predecoded.at = padded.data() + open;
+    std::memset(padded + open + 1, ' ', close_at - open - 1);
+    predecoded.at = padded + open;
     return predecoded;
   }
 
   ShapeStatus read(std::string_view line, JsonLine& out, Arena& arena) {
     out.clear();
-    pad(padded, line);
-    const PredecodedMessage predecoded = predecode_message(line, arena);
+    char* padded = pad(arena, line);
+    const PredecodedMessage predecoded = predecode_message(line, padded, arena);
     od::document doc;
-    if (error_code e = parser.iterate(padded.data(), line.size(), padded.size()).get(doc)) return status_of(e);
+    if (error_code e = parser.iterate(padded, line.size(), line.size() + simdjson::SIMDJSON_PADDING).get(doc)) {
+      return status_of(e);
+    }
     od::object object;
     if (error_code e = doc.get_object().get(object)) return status_of(e);
 
@@ -502,10 +642,11 @@ struct JsonReader::Impl {
       od::field field;
       if (error_code e = std::move(field_result).get(field)) return status_of(e);
       std::string_view key;
-      if (error_code e = field.unescaped_key().get(key)) return status_of(e);
+      if (error_code e = key_of(field, key)) return status_of(e);
       od::value value = field.value();
       error_code e = simdjson::SUCCESS;
-      if (key == "fields") {
+      const Key kind = key_kind(key);
+      if (kind == Key::fields) {
         od::json_type type;
         if ((e = value.type().get(type)) == simdjson::SUCCESS && type == od::json_type::object) {
           od::object fields_object;
@@ -514,16 +655,16 @@ struct JsonReader::Impl {
             e = read_event_object(fields_object, nested, arena, false);
           }
         }
-      } else if (key == "MESSAGE") {
+      } else if (kind == Key::journald_message) {
         out.journald = true;
         e = read_message(value, out, arena, predecoded);
-      } else if (key == "__CURSOR") {
+      } else if (kind == Key::journald_cursor) {
         out.journald = true;
         std::optional<std::string_view> cursor;
         e = scalar_text(value, arena, cursor);
         if (cursor && out.cursor.empty()) out.cursor = *cursor;
-      } else if (!is_tracing_metadata(key)) {
-        e = read_event_field(key, value, out.fields, arena, false);  // flattened events
+      } else {
+        e = read_event_field(kind, value, out.fields, arena, false);  // flattened events
       }
       if (e) return status_of(e);
     }
@@ -550,10 +691,10 @@ struct JsonReader::Impl {
   }
 
   template <class ReadObject>
-  void read_nested(std::string_view text, Arena&, ReadObject&& read_object) {
-    pad(nested_padded, text);
+  void read_nested(std::string_view text, Arena& arena, ReadObject&& read_object) {
+    const char* padded = pad(arena, text);
     od::document doc;
-    if (nested_parser.iterate(nested_padded.data(), text.size(), nested_padded.size()).get(doc)) return;
+    if (nested_parser.iterate(padded, text.size(), text.size() + simdjson::SIMDJSON_PADDING).get(doc)) return;
     od::object object;
     if (doc.get_object().get(object)) return;
     (void)read_object(object);

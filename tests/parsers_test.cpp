@@ -1076,3 +1076,199 @@ TEST_CASE("a MESSAGE byte array decoded before simdjson reads the line counts as
   }
   CHECK(counted > 50);
 }
+
+namespace {
+
+// Everything JsonReader::read() made of a line, as text, so that two spellings of one JSON line
+// can be compared field by field.
+std::string json_reading(std::string_view line) {
+  nle::parsers::JsonReader reader;
+  nle::parsers::Arena arena;
+  nle::parsers::JsonLine out;
+  const auto status = reader.read(line, out, arena);
+  std::string text = "status " + std::to_string(static_cast<int>(status));
+  if (status != nle::parsers::ShapeStatus::fields) return text;
+  const nle::parsers::EventFields& f = out.fields;
+  for (const auto& [name, slot] : std::initializer_list<std::pair<const char*, const std::optional<std::string_view>*>>{
+           {"message", &f.message},
+           {"event", &f.event},
+           {"hostname", &f.hostname},
+           {"control_id", &f.control_id},
+           {"gate", &f.gate},
+           {"version", &f.version},
+           {"git_commit", &f.git_commit},
+           {"event_id", &f.event_id},
+           {"host", &f.host},
+           {"details_control_id", &f.details_control_id},
+           {"details_hostname", &f.details_hostname},
+           {"report_event", &f.report_event},
+           {"report_hostname", &f.report_hostname},
+           {"report_control_id", &f.report_control_id},
+           {"report_event_id", &f.report_event_id},
+           {"details_json", &f.details_json},
+           {"report_json", &f.report_json}}) {
+    if (*slot) text += std::string("|") + name + "=" + std::string(**slot);
+  }
+  text += out.journald ? "|journald" : "";
+  text += out.message_elided ? "|elided" : "";
+  text += "|cursor=" + std::string(out.cursor);
+  for (std::string_view message : out.messages) text += "|MESSAGE=" + std::string(message);
+  return text;
+}
+
+// `line` with characters of its strings, keys and values alike, written as \u escapes (`"ab"` to
+// `"\u0061b"`): the same JSON. `escape(i, n)` picks the printable ASCII characters at index i of n
+// in a string's raw text; escapes already there stay as written.
+template <class Pick>
+std::string with_escapes(std::string_view line, Pick escape) {
+  std::string out;
+  std::size_t i = 0;
+  while (i < line.size()) {
+    if (line[i] != '"') {
+      out += line[i++];
+      continue;
+    }
+    std::size_t end = i + 1;
+    while (end < line.size() && line[end] != '"') end += line[end] == '\\' ? 2 : 1;
+    if (end >= line.size()) return out + std::string(line.substr(i));  // unclosed: as written
+    const std::string_view raw = line.substr(i + 1, end - i - 1);
+    out += '"';
+    for (std::size_t k = 0; k < raw.size(); ++k) {
+      const unsigned char c = static_cast<unsigned char>(raw[k]);
+      if (c == '\\') {
+        const std::size_t length = k + 1 < raw.size() && raw[k + 1] == 'u' ? 6 : 2;  // \uXXXX or \n
+        out += raw.substr(k, length);
+        k += length - 1;
+      } else if (c >= 0x20 && c < 0x7f && escape(k, raw.size())) {
+        constexpr std::string_view kHex = "0123456789abcdef";
+        out += "\\u00";
+        out += kHex[c >> 4];
+        out += kHex[c & 0xf];
+      } else {
+        out += static_cast<char>(c);
+      }
+    }
+    out += '"';
+    i = end + 1;
+  }
+  return out;
+}
+
+// JSON lines of every shape the reader takes, each string from none to 40 bytes long around the
+// 16-byte steps the in-place read takes, with the golden and real JSON inputs.
+std::vector<std::string> json_reader_corpus() {
+  const std::string long_host = "host-" + std::string(40, 'h');
+  std::vector<std::string> lines = {
+      kJsonFailure,
+      R"J({"timestamp":"t","level":"INFO","message":"report received","hostname":"web-07","event":"compliance-failure","control_id":"C-1","target":"report"})J",
+      R"J({"fields":{"message":"report received","hostname":")J" + long_host +
+          R"J(","event":"compliance-failure","control_id":"","a_key_longer_than_sixteen_bytes":"x"}})J",
+      R"J({"fields":{"message":"report received","hostname":"\"db\\\"1\"","event":"compliance-failure","control_id":"\u00e9"}})J",
+      R"J({"fields":{"message":"report received","hostname":"hôte-ü \"q\" \\ x","event":"compliance-failure","control_id":12}})J",
+      R"J({"fields":{"message":"dispatch: held by fleet-level gate","gate":"quarantine","host":"web-1","flag":true,"n":null,"o":{"k":[1,2]}}})J",
+      R"J({"fields":{"message":"starting control plane","version":"0.9.3","git_commit":"f5f1a323a877658cebdd8a1dfef5a9bed87e8f8a"}})J",
+      R"J({"fields":{"message":"report received","event":"compliance-failure","details":{"control_id":"D-1","hostname":"d-host","x":"y"}}})J",
+      R"J({"fields":{"message":"report received","details":"{\"control_id\":\"D-2\",\"hostname\":\"d2\"}","event":"compliance-failure"}})J",
+      R"J({"fields":{"message":"report received","report":{"event":"compliance-failure","hostname":"r-1","details":{"control_id":"R-1"},"event_id":"e"}}})J",
+      R"J({"fields":{"message":"report received","report":"{\"event\":\"runtime-gate-error\",\"hostname\":\"r-2\"}"}})J",
+      R"J({"fields":{"message":"report received","event":"compliance-failure"},"span":{"method":"POST","uri":"/v1/agent/report","version":"HTTP/2.0","name":"request"},"spans":[{"name":"request"}]})J",
+      R"J({"fields":{"message":"x"},"fields":{"message":"y","hostname":"second"}})J",
+      R"J({"message":"flat","fields":"not an object","hostname":"h"})J",
+      R"J({"__CURSOR":"s=1;i=2","MESSAGE":)J" + json_string(kTextFailure) + R"J(,"_HOSTNAME":"cp-1","PRIORITY":"6"})J",
+      R"J({"__CURSOR":"s=1","MESSAGE":)J" + json_string(kJsonFailure) + "}",
+      R"J({"__CURSOR":"s=1","MESSAGE":)J" + byte_array(kTextFailure) + "}",
+      R"J({"__CURSOR":"s=1","MESSAGE":)J" + byte_array("hi") + "}",
+      R"J({"__CURSOR":"s=1","MESSAGE":[)J" + json_string(kTextFailure) + "," + byte_array(kAnsiFailure) + "]}",
+      R"J({"__CURSOR":"s=1","MESSAGE":null})J",
+      R"J({"__CURSOR":"","MESSAGE":""})J",
+  };
+  for (std::size_t n = 0; n <= 40; ++n) {
+    lines.push_back(R"J({"fields":{"message":"report received","hostname":")J" + std::string(n, 'a') +
+                    R"J(","event":"compliance-failure","control_id":")J" + std::string(2 * n, '\\') +
+                    R"J("}})J");
+  }
+  for (const char* name : {"/golden/json.log", "/golden/flat.log", "/golden/journald.log", "/golden/labels.log",
+                           "/golden/mixed.log", "/golden/malformed.log", "/real/json.log", "/real/flat.log"}) {
+    std::ifstream in(std::string(NLE_TESTDATA_DIR) + name, std::ios::binary);
+    REQUIRE(in);
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (!line.empty() && line.front() == '{') lines.push_back(line);
+    }
+  }
+  return lines;
+}
+
+}  // namespace
+
+TEST_CASE("a JSON line reads the same whether its strings are read in place or unescaped by simdjson") {
+  // A string without a backslash is read where it lies in the document; one with any escape goes
+  // through simdjson's unescaping. Escaping characters of every string sends the same JSON down
+  // the other path: all of it, its first or last character, or one past a 16-byte step.
+  std::size_t with_fields = 0;
+  for (const std::string& line : json_reader_corpus()) {
+    INFO(line);
+    const std::string plain = json_reading(line);
+    with_fields += plain.starts_with("status 0|") ? 1 : 0;
+    CHECK(json_reading(with_escapes(line, [](std::size_t, std::size_t) { return true; })) == plain);
+    CHECK(json_reading(with_escapes(line, [](std::size_t k, std::size_t) { return k == 0; })) == plain);
+    CHECK(json_reading(with_escapes(line, [](std::size_t k, std::size_t n) { return k + 1 == n; })) == plain);
+    CHECK(json_reading(with_escapes(line, [](std::size_t k, std::size_t) { return k == 17; })) == plain);
+  }
+  CHECK(with_fields > 100);
+}
+
+TEST_CASE("a JSON line cut short anywhere is invalid, never half its fields") {
+  for (const std::string& line : json_reader_corpus()) {
+    if (json_reading(line).starts_with("status 0|") == false) continue;
+    for (std::size_t n = 0; n < line.size(); ++n) {
+      INFO(line.substr(0, n));
+      const std::string reading = json_reading(line.substr(0, n));
+      CHECK((reading == "status 2" || reading == "status 3"));
+    }
+  }
+}
+
+TEST_CASE("a bad escape fails a JSON line where simdjson unescapes it: in any key, or a value that is read") {
+  using nle::parsers::ShapeStatus;
+  const auto status_of = [](std::string_view line) {
+    nle::parsers::JsonReader reader;
+    nle::parsers::Arena arena;
+    nle::parsers::JsonLine out;
+    return reader.read(line, out, arena);
+  };
+  CHECK(status_of(R"J({"fields":{"mess\qage":"report received"}})J") == ShapeStatus::invalid_json);
+  CHECK(status_of(R"J({"fields":{"unread\q":"x"}})J") == ShapeStatus::invalid_json);
+  CHECK(status_of(R"J({"fields":{"hostname":"a\qb"}})J") == ShapeStatus::invalid_json);
+  CHECK(status_of(R"J({"fields":{"hostname":"a\ud800b"}})J") == ShapeStatus::invalid_json);
+  CHECK(status_of(R"J({"__CURSOR":"c\q","MESSAGE":"m"})J") == ShapeStatus::invalid_json);
+  CHECK(status_of(R"J({"__CURSOR":"c","MESSAGE":"m\q"})J") == ShapeStatus::invalid_json);
+  // A value no field of ours reads is skipped as written, as simdjson skips it.
+  CHECK(status_of(R"J({"fields":{"rollout":"a\qb","hostname":"h"}})J") == ShapeStatus::fields);
+  CHECK(status_of("{\"fields\":{\"hostname\":\"a\xff\"}}") == ShapeStatus::invalid_utf8);
+  CHECK(status_of("{\"fields\":{\"host\xc3\":\"a\"}}") == ShapeStatus::invalid_utf8);
+}
+
+TEST_CASE("strings read from a JSON line stay valid while the reader reads the next lines") {
+  // Strings read in place are views of the line's copy in the arena: a later line, read into the
+  // same arena, must not move or overwrite them (journald's messages are read line by line while
+  // the record's own strings are still in use).
+  nle::parsers::JsonReader reader;
+  nle::parsers::Arena arena;
+  nle::parsers::JsonLine first, second;
+  REQUIRE(reader.read(kJsonFailure, first, arena) == nle::parsers::ShapeStatus::fields);
+  const std::string record = R"J({"__CURSOR":"s=9","MESSAGE":"plain message","MESSAGE":"an \"escaped\" one"})J";
+  REQUIRE(reader.read(record, second, arena) == nle::parsers::ShapeStatus::fields);
+  for (int i = 0; i < 100; ++i) {
+    nle::parsers::JsonLine later;
+    REQUIRE(reader.read(R"J({"fields":{"message":"other","hostname":"zzzzzzzzzzzzzzzzzz","control_id":"y"}})J", later,
+                        arena) == nle::parsers::ShapeStatus::fields);
+  }
+  CHECK(first.fields.hostname == "web-07");
+  CHECK(first.fields.control_id == "CIS-5.2.1");
+  CHECK(first.fields.message == "report received");
+  CHECK(second.cursor == "s=9");
+  REQUIRE(second.messages.size() == 2);
+  CHECK(second.messages[0] == "plain message");
+  CHECK(second.messages[1] == "an \"escaped\" one");
+}
