@@ -222,9 +222,10 @@ struct LineParser::Impl {
   }
 
   // A whole text record (its continuation lines joined with "\n").
-  void read_text_record(std::string_view text) {
+  // `body`: text_record_body(text) when the caller has it, else npos.
+  void read_text_record(std::string_view text, std::size_t body = std::string_view::npos) {
     text_fields = {};
-    if (parsers::read_text_line(text, text_fields, arena) == ShapeStatus::fields) {
+    if (parsers::read_text_line(text, text_fields, arena, body) == ShapeStatus::fields) {
       json.resolve_nested_json(text_fields, arena);
       const std::size_t first = out.events.size();
       parsers::classify(text_fields, out);
@@ -262,7 +263,7 @@ struct LineParser::Impl {
     std::string_view text = line;
     const bool coloured = std::memchr(text.data(), '\x1b', text.size()) != nullptr;
     if (coloured) text = parsers::strip_ansi(text, arena);
-    if (parsers::is_text_record_start(text)) {
+    if (const std::size_t body = parsers::text_record_body(text); body != std::string_view::npos) {
       complete_held();
       // A record is relevant if its raw bytes are (as parse() tests a line when no record is
       // held) and, when coloured, its text without colours is too: the same test whether or not
@@ -275,7 +276,7 @@ struct LineParser::Impl {
       if ((inside_journald || logged_at) && !line_timestamp(text)) held_fallback_time = transport_time();
       if (next_starts_text_record && !inside_journald) {
         // No continuation can follow: the record is complete now, as the next line would find it.
-        read_text_record(arena.put(text));
+        read_text_record(arena.put(text), body);
         return;
       }
       held.assign(text);

@@ -95,7 +95,9 @@ std::string_view strip_ansi(std::string_view line, Arena& arena);
 
 // Tracing fmt text: `[TIMESTAMP] LEVEL [spans: ][target: ]message key=value ...`, optionally
 // behind a syslog prefix (`journalctl -o short`). Views point into `line` or `arena`.
-ShapeStatus read_text_line(std::string_view line, EventFields& fields, Arena& arena);
+// `body`: text_record_body(line) when the caller has it already, else npos.
+ShapeStatus read_text_line(std::string_view line, EventFields& fields, Arena& arena,
+                           std::size_t body = std::string_view::npos);
 // The same without its fast path for plain lines (no '"', no '{'), which finds all fields in one
 // pass: the walk from each value to the next field that reads every line. For the differential
 // tests of the fast path.

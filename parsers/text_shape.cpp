@@ -487,8 +487,8 @@ bool text_starts_record(std::string_view line, Arena& arena) {
 
 namespace {
 
-ShapeStatus read_text(std::string_view line, EventFields& fields, Arena& arena, bool plain_path) {
-  const std::size_t level_end = find_level(line);
+ShapeStatus read_text(std::string_view line, EventFields& fields, Arena& arena, bool plain_path, std::size_t body) {
+  const std::size_t level_end = body != std::string_view::npos ? body : find_level(line);
   if (level_end == std::string_view::npos) return ShapeStatus::not_this;
   const std::string_view rest = line.substr(level_end);
   std::string_view message;
@@ -517,12 +517,12 @@ ShapeStatus read_text(std::string_view line, EventFields& fields, Arena& arena, 
 
 }  // namespace
 
-ShapeStatus read_text_line(std::string_view line, EventFields& fields, Arena& arena) {
-  return read_text(line, fields, arena, true);
+ShapeStatus read_text_line(std::string_view line, EventFields& fields, Arena& arena, std::size_t body) {
+  return read_text(line, fields, arena, true, body);
 }
 
 ShapeStatus read_text_line_by_walk(std::string_view line, EventFields& fields, Arena& arena) {
-  return read_text(line, fields, arena, false);
+  return read_text(line, fields, arena, false, std::string_view::npos);
 }
 
 }  // namespace nle::parsers
