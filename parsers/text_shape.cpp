@@ -473,15 +473,18 @@ bool text_starts_record(std::string_view line, Arena& arena) {
   // none is found, a longer part and then the whole line decide. tracing's coloured timestamp and
   // level take ~52 bytes; a syslog prefix before them more.
   line = trim_front(line);
+  const void* first_escape = std::memchr(line.data(), '\x1b', line.size());
+  if (first_escape == nullptr) return !line.empty() && line.front() != '{' && is_text_record_start(line);
+  const auto escape_at = static_cast<std::size_t>(static_cast<const char*>(first_escape) - line.data());
   for (const std::size_t part_size : {std::size_t{80}, std::size_t{192}}) {
-    if (line.size() <= part_size || std::memchr(line.data(), '\x1b', part_size) == nullptr) break;
+    if (line.size() <= part_size || escape_at >= part_size) break;
     std::string_view part = strip_ansi(line.substr(0, part_size), arena);
     if (const void* esc = std::memchr(part.data(), '\x1b', part.size()); esc != nullptr) {
       part = part.substr(0, static_cast<std::size_t>(static_cast<const char*>(esc) - part.data()));
     }
     if (!part.empty() && part.front() != '{' && is_text_record_start(part)) return true;
   }
-  if (std::memchr(line.data(), '\x1b', line.size()) != nullptr) line = strip_ansi(line, arena);
+  line = strip_ansi(line, arena);
   return !line.empty() && line.front() != '{' && is_text_record_start(line);
 }
 
