@@ -11,6 +11,7 @@
 #include <memory>
 #include <new>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -61,8 +62,8 @@ void append_key_part(std::string& key, std::string_view value) {
 // as much as their work, and GCC at -O2 declines to inline the ones used in several places.
 #define NLE_ALWAYS_INLINE [[gnu::always_inline]] inline
 
-// Unaligned little-endian loads: a key's length prefix is little-endian whatever the host, and
-// the checks below read values a word at a time rather than a byte.
+// Unaligned loads: load_le32 reads a key's length prefix, little-endian whatever the host;
+// load_word reads 8 bytes in the host's order, which is all hashing and equality need.
 NLE_ALWAYS_INLINE std::uint32_t load_le32(const char* at) {
   const auto byte = [at](int i) { return std::uint32_t{static_cast<unsigned char>(at[i])}; };
   return byte(0) | byte(1) << 8 | byte(2) << 16 | byte(3) << 24;
@@ -240,7 +241,10 @@ struct CounterSeries {
 // they lie and builds the key only for a new series, and a key hashes the same once decoded.
 // Each value's length goes in before its bytes, as in the key, so values that concatenate alike
 // hash apart. Multiply-and-fold (the 128-bit product's halves xored, as wyhash) spreads every
-// input bit into the low bits that pick a slot.
+// input bit into the low bits that pick a slot. The state starts from a secret drawn once per
+// process: label values come from the log, and with a known start anyone who writes the log could
+// compute values that all hash alike (each lookup would then compare keys along one long chain).
+// No hash is ever saved, so it need not be the same from one run to the next.
 class KeyHasher {
  public:
   NLE_ALWAYS_INLINE void add(std::string_view value) {
@@ -250,23 +254,31 @@ class KeyHasher {
       seen_ |= word;
     });
   }
-  std::uint64_t hash() const { return fold(state_ ^ kSeed, kMultiplier); }
+  std::uint64_t hash() const { return fold(state_ ^ kFinal, kMultiplier); }
   // Whether every byte added was ASCII: the words hashed tell it for free, which saves record()
   // a second pass over each label value.
   bool all_ascii() const { return (seen_ & kHighBits) == 0; }
 
  private:
   __extension__ using Product = unsigned __int128;
-  static constexpr std::uint64_t kSeed = 0xa0761d6478bd642fULL;        // wyhash's secrets
+  static constexpr std::uint64_t kFinal = 0xa0761d6478bd642fULL;  // wyhash's secrets
   static constexpr std::uint64_t kMultiplier = 0xe7037ed1a0b428dbULL;
+  static const std::uint64_t kStart;
   static std::uint64_t fold(std::uint64_t a, std::uint64_t b) {
     const Product product = Product{a} * b;
     return static_cast<std::uint64_t>(product) ^ static_cast<std::uint64_t>(product >> 64);
   }
   void mix(std::uint64_t word) { state_ = fold(state_ ^ word, kMultiplier); }
-  std::uint64_t state_ = kSeed;
+  std::uint64_t state_ = kStart;
   std::uint64_t seen_ = 0;
 };
+
+const std::uint64_t KeyHasher::kStart = [] {
+  std::random_device device;
+  return (std::uint64_t{device()} << 32 | device()) ^ 0x8bb84b93962eacc9ULL;
+}();
+
+#undef NLE_ALWAYS_INLINE
 
 // A series key with its hash, computed once per lookup and kept in the index, so that a probe
 // compares hashes and reads a key's bytes only where they match.
