@@ -26,8 +26,9 @@ inline bool is_version_field_name(const char* begin, const char* end, const char
   if (v == begin || v[-1] == '\n' || !is_name_byte(v[-1])) return true;
   // Coloured field names start right after an SGR sequence such as ESC[3m.
   if (v[-1] != 'm') return false;
-  for (const char* p = v - 2; p >= begin && p >= v - 6 && *p != '\n'; --p) {
-    if (*p == '\x1b') return true;
+  // Back from v - 2 by index: a pointer before `begin` may not even be formed.
+  for (std::ptrdiff_t back = 2; back <= 6 && back <= v - begin && v[-back] != '\n'; ++back) {
+    if (v[-back] == '\x1b') return true;
   }
   return false;
 }
