@@ -102,6 +102,9 @@ ShapeStatus read_text_line(std::string_view line, EventFields& fields, Arena& ar
 // pass: the walk from each value to the next field that reads every line. For the differential
 // tests of the fast path.
 ShapeStatus read_text_line_by_walk(std::string_view line, EventFields& fields, Arena& arena);
+// read_text_line() when its fast path reads `line` (a plain record line, on x86-64), else nullopt:
+// so that the differential test knows which lines it compared on that path.
+std::optional<ShapeStatus> read_text_line_if_plain(std::string_view line, EventFields& fields, Arena& arena);
 
 // Does this text line start a record (a level token where tracing puts it), rather than
 // continue the previous record's multi-line value? `line` has no ANSI escapes.

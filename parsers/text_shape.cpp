@@ -118,6 +118,19 @@ bool message_at(std::string_view s, std::string_view message) {
   return i > name_start && i < s.size() && s[i] == '=';
 }
 
+// Is one of the event messages at the front of `s` (message_at())? Sets `message` to it.
+bool event_message_at(std::string_view s, std::string_view& message) {
+  static_assert(kReportReceived.front() == 'r' && kGateHeld.front() == 'd');
+  if (s.empty() || (s.front() != 'r' && s.front() != 'd')) return false;  // most candidates, cheaply
+  for (std::string_view m : {kReportReceived, kGateHeld}) {
+    if (message_at(s, m)) {
+      message = m;
+      return true;
+    }
+  }
+  return false;
+}
+
 // ` name=` at `pos` (pos at the space): returns the field name, else empty. Names are Rust
 // identifiers (dots allowed, as tracing allows), so ` (MaxAuthTries=4)` inside a value is not one.
 std::string_view field_at(std::string_view s, std::size_t pos) {
@@ -163,12 +176,7 @@ std::size_t find_event_message(std::string_view rest, std::string_view& message)
   int depth = 0;
   bool quoted = false;
   for (std::size_t candidate = i; candidate != std::string_view::npos;) {
-    for (std::string_view m : {kReportReceived, kGateHeld}) {
-      if (message_at(rest.substr(candidate), m)) {
-        message = m;
-        return candidate;
-      }
-    }
+    if (event_message_at(rest.substr(candidate), message)) return candidate;
     // Next ": " outside span braces and quotes.
     std::size_t j = candidate;
     candidate = std::string_view::npos;
@@ -197,7 +205,7 @@ std::size_t find_event_message(std::string_view rest, std::string_view& message)
 // The fields of a plain line: one with no '"' and no '{', so no Debug string, JSON value or span
 // brace that the walks above must read around. In such a line every field is a '=' whose name
 // (the run of identifier bytes before it) starts with a letter or '_' after a space, and a
-// value runs to the next field's space; finding them all in one pass over the line, 16 bytes
+// value runs to the next field's space; finding them all in one pass over the line, 64 bytes
 // at a time, costs less than the search from each value's start for the next field. The same
 // fields, in the same order, as next_field() finds from any value's start.
 struct PlainFields {
@@ -285,12 +293,7 @@ std::size_t find_plain_event_message(std::string_view rest, const PlainFields& f
   while (candidate < rest.size() && rest[candidate] == ' ') ++candidate;
   std::size_t field = 0;
   for (;;) {
-    for (std::string_view m : {kReportReceived, kGateHeld}) {
-      if (message_at(rest.substr(candidate), m)) {
-        message = m;
-        return candidate;
-      }
-    }
+    if (event_message_at(rest.substr(candidate), message)) return candidate;
     while (field < f.count && f.space[field] < candidate) ++field;
     const std::size_t fields_begin = field < f.count ? f.space[field] : rest.size();
     std::size_t j = candidate;
@@ -526,6 +529,14 @@ ShapeStatus read_text_line(std::string_view line, EventFields& fields, Arena& ar
 
 ShapeStatus read_text_line_by_walk(std::string_view line, EventFields& fields, Arena& arena) {
   return read_text(line, fields, arena, false, std::string_view::npos);
+}
+
+std::optional<ShapeStatus> read_text_line_if_plain(std::string_view line, EventFields& fields, Arena& arena) {
+  const std::size_t level_end = find_level(line);
+  if (PlainFields plain; level_end == std::string_view::npos || !find_plain_fields(line.substr(level_end), plain)) {
+    return std::nullopt;
+  }
+  return read_text(line, fields, arena, true, level_end);
 }
 
 }  // namespace nle::parsers
