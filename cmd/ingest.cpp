@@ -64,7 +64,9 @@ void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::
       // line starts one too: read now, that next line goes back to the scan instead of the parser.
       ++pending_lines_;
       const bool alone = has_next && parser_.starts_text_record(next);
-      // The scan read the line with its "\r", if any; the parser reads it without.
+      // The scan read the line with its "\r", if any; the parser reads it without. The needle tests
+      // take a "\r" as the line's end, so the mark would hold, but such a line is left to
+      // may_be_relevant() rather than to that argument.
       const bool known_relevant = relevant && text.size() == end - begin;
       record(known_relevant ? parser_.parse_relevant(text, alone)
              : alone        ? parser_.parse_before_text_record(text)

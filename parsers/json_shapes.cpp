@@ -1,8 +1,8 @@
 // JSON lines with simdjson's On-Demand API: tracing's JSON (nested `fields` or flattened) and
 // journald's `-o json` records. One forward pass over the top-level object reads everything. The
 // document itself is copied to the arena, so a string kept is a view of it unless it holds an
-// escape; an unescaped one is copied to the arena, as the parser's own buffer dies at its next
-// iterate().
+// escape; one that does is unescaped by simdjson and that copy put in the arena, as the parser's
+// own buffer dies at its next iterate().
 // The whole object is consumed, so a truncated or trailing-garbage line is an error, never half
 // an event.
 
