@@ -120,8 +120,6 @@ bool message_at(std::string_view s, std::string_view message) {
 
 // Is one of the event messages at the front of `s` (message_at())? Sets `message` to it.
 bool event_message_at(std::string_view s, std::string_view& message) {
-  static_assert(kReportReceived.front() == 'r' && kGateHeld.front() == 'd');
-  if (s.empty() || (s.front() != 'r' && s.front() != 'd')) return false;  // most candidates, cheaply
   for (std::string_view m : {kReportReceived, kGateHeld}) {
     if (message_at(s, m)) {
       message = m;
@@ -358,6 +356,9 @@ std::optional<std::string_view>* slot_of(EventFields& f, std::string_view name, 
   }
 }
 
+// An identifier's Display value, or a build-info token: up to the first space.
+std::string_view first_token(std::string_view value) { return value.substr(0, value.find(' ')); }
+
 // The first occurrence of a field wins: later ones are inside free text.
 void assign(std::optional<std::string_view>* slot, std::string_view value) {
   if (slot != nullptr && !*slot) *slot = value;
@@ -392,7 +393,7 @@ void scan_fields(std::string_view s, EventFields& f, Arena& arena) {
       value = s.substr(value_start, next - value_start);
       bool identifier = false;
       std::optional<std::string_view>* slot = slot_of(f, name, false, identifier);
-      if (identifier) value = value.substr(0, value.find(' '));
+      if (identifier) value = first_token(value);
       assign(slot, value);
       pos = next;  // already the next field (or the end)
       continue;
@@ -427,8 +428,7 @@ void scan_build_info(std::string_view s, EventFields& f, Arena& arena) {
       if (!decoded) continue;
       value = *decoded;
     } else {
-      const std::size_t end = s.find(' ', value_start);
-      value = s.substr(value_start, end == std::string_view::npos ? end : end - value_start);
+      value = first_token(s.substr(value_start));
     }
     assign(name == "version" ? &f.version : &f.git_commit, value);
   }
@@ -447,7 +447,7 @@ void scan_plain_fields(std::string_view rest, const PlainFields& f, std::size_t 
     const std::size_t value_start = f.eq[k] + 1;
     const std::size_t value_end = k + 1 < f.count ? f.space[k + 1] : rest.size();
     std::string_view value = rest.substr(value_start, value_end - value_start);
-    if (identifier) value = value.substr(0, value.find(' '));
+    if (identifier) value = first_token(value);
     *slot = value;
   }
 }
@@ -456,10 +456,7 @@ void scan_plain_build_info(std::string_view rest, const PlainFields& f, EventFie
   for (std::size_t k = 0; k < f.count; ++k) {
     const std::string_view name = rest.substr(f.space[k] + 1, f.eq[k] - f.space[k] - 1);
     if (name != "version" && name != "git_commit") continue;
-    const std::size_t value_start = f.eq[k] + 1;
-    const std::size_t end = rest.find(' ', value_start);
-    assign(name == "version" ? &fields.version : &fields.git_commit,
-           rest.substr(value_start, end == std::string_view::npos ? end : end - value_start));
+    assign(name == "version" ? &fields.version : &fields.git_commit, first_token(rest.substr(f.eq[k] + 1)));
   }
 }
 
