@@ -414,6 +414,10 @@ class JournalIngestSink final : public JournalSink {
     log_.error("journal read error", {{"reason", reason}, {"error", message}});
   }
   void on_notice(std::string_view message) override { log_.info(message); }
+  // Where the source starts reading (JournalSource::position()): what a publish saves until the
+  // first entry is read. Left empty, a restart that read nothing would save the restored counts
+  // without their cursor, and the next restart would read the whole journal again.
+  void start_after(std::string cursor) { cursor_ = std::move(cursor); }
   void publish() {
     since_publish_ = 0;
     ingestion_.end_of_read([&] { shared_.journal_cursor = cursor_; });
@@ -441,7 +445,9 @@ StdinEnd follow_stdin(int stop_fd, Ingestion& ingestion, SharedRegistry& shared,
                   bool track_cursor, Logger& log) {
   constexpr std::string_view kInput = "-";
   LineSplitter splitter(config.max_line_bytes);
-  std::string cursor;
+  // The restored cursor stays the saved one until a record with a newer one is read: input that
+  // ends (or a crash) before any cursor must not erase it.
+  std::string cursor = shared.stdin_journal_cursor;
   auto on_line = [&](std::string_view line) {
     ingestion.line(kInput, line);
     if (!track_cursor) return;
@@ -681,6 +687,7 @@ int run_follow(const FollowConfig& config) {
       log.error("cannot open the journal", {{"error", error}});
       return kExitInputError;
     }
+    journal_sink->start_after(journal_source->position());
   }
 
   // Signals go to one thread that waits for them; every other thread blocks them.

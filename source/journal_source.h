@@ -88,6 +88,10 @@ class JournalSource {
   void request_stop();
   // Cursor of the last entry handed to on_message ("" if none yet).
   std::string cursor() const { return last_cursor_; }
+  // Cursor of the entry reading continues after: the last one handed out, else where open() placed
+  // the reader (the resume cursor, or the tail's last entry); "" when reading starts at the head.
+  // What a saved state must hold before any entry is read, so a restart resumes from the same place.
+  std::string position() const { return anchor_cursor_; }
 
   // A --journal-unit value as the _SYSTEMD_UNIT it matches: "x" -> "x.service", "x.socket" kept.
   static std::string unit_name(std::string_view name);

@@ -3,6 +3,7 @@ to alerts). A real Prometheus scrapes `follow --state-file` every 100 ms while a
 the exporter is killed and restarted over and over; a poller scrapes every few ms on its own. Then:
 Prometheus saw no counter reset in any nixfleet_ counter, every total is exact, and the poller never
 saw a served value lower than one it had seen before."""
+import http.client
 import pathlib
 import random
 import shutil
@@ -73,7 +74,8 @@ class Poller(threading.Thread):
         while not self.stop_event.is_set():
             try:
                 status, _, body = harness.http_get(self.url, timeout=2)
-            except OSError:  # the exporter is down between a kill and its restart
+            # The exporter is down between a kill and its restart, or a kill cut a response short.
+            except (OSError, http.client.HTTPException):
                 time.sleep(0.005)
                 continue
             if status == 200:

@@ -205,6 +205,18 @@ class StateFileTest(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr.decode())
         self.assertEqual(result.stdout.decode().strip(), expected_cursor)
 
+    def test_a_stdin_run_that_reads_no_cursor_keeps_the_saved_one(self):
+        records = (harness.TESTDATA / "real" / "journald-text.json").read_bytes()
+        expected_cursor = json.loads([l for l in records.splitlines() if l.strip()][-1])["__CURSOR"]
+        for stdin_bytes in (records, b"", b"2026-11-20T08:14:05Z  INFO http: request done status=200\n"):
+            exporter = harness.start_follow("--state-file", self.state, stdin=subprocess.PIPE, stderr_dir=self.tmp)
+            exporter.proc.stdin.write(stdin_bytes)
+            exporter.proc.stdin.close()
+            self.assertEqual(exporter.wait_exit(timeout=20), 0)
+            result = harness.run("cursor", "--state-file", self.state)
+            self.assertEqual((result.returncode, result.stdout.decode().strip()), (0, expected_cursor),
+                             result.stderr.decode())
+
     def test_a_second_exporter_on_the_same_state_file_is_refused_and_the_first_counts_on(self):
         self.log.write_bytes(event_lines(10))
         lock_file = self.tmp / "state.json.lock"
@@ -310,6 +322,34 @@ class JournalSourceTest(unittest.TestCase):
             time.sleep(0.2)
             self.assertEqual(exporter.value('nixfleet_log_exporter_events_total{kind="compliance_failure"}'), 10)
         self.assertEqual(harness.run("cursor", "--state-file", self.state).returncode, 0)
+
+    def test_a_restart_that_finds_nothing_new_keeps_the_saved_cursor(self):
+        # A restart at the journal's end reads no entry. Its first save must still hold the cursor
+        # the counts belong to: saved without one, the next restart reads the journal from the
+        # head again and counts everything twice (seen once in CI after several kill -9s).
+        key = 'nixfleet_log_exporter_events_total{kind="compliance_failure"}'
+        journal_fixture.make_journal(self.journal, self.messages(6))
+        with self.follow("--from-beginning") as exporter:
+            exporter.wait_value(key, 6)
+        saved_cursor = harness.run("cursor", "--state-file", self.state).stdout.decode().strip()
+        self.assertIn("s=", saved_cursor)
+        for _ in range(2):
+            exporter = harness.start_follow("--journal-directory", self.journal, "--from-beginning",
+                                            "--state-file", self.state, "--state-interval", "20ms",
+                                            stderr_dir=self.tmp)
+            try:
+                # Caught up: the scrape that sees it writes the state, as does the periodic save.
+                exporter.wait_samples({key: 6, "nixfleet_log_exporter_journal_lag_seconds": 0})
+                time.sleep(0.2)
+            finally:
+                exporter.stop(signal.SIGKILL)
+            result = harness.run("cursor", "--state-file", self.state)
+            self.assertEqual((result.returncode, result.stdout.decode().strip()), (0, saved_cursor), result.stderr.decode())
+        journal_fixture.make_journal(self.journal, self.messages(2))
+        with self.follow("--from-beginning") as exporter:
+            exporter.wait_value(key, 8)
+            time.sleep(0.2)
+            self.assertEqual(exporter.value(key), 8)
 
     def test_journal_entries_added_while_running_are_counted(self):
         journal_fixture.make_journal(self.journal, self.messages(1))
