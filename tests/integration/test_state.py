@@ -351,6 +351,21 @@ class JournalSourceTest(unittest.TestCase):
             time.sleep(0.2)
             self.assertEqual(exporter.value(key), 8)
 
+    def test_a_first_run_from_the_tail_resumes_there_and_counts_what_came_while_stopped(self):
+        key = 'nixfleet_log_exporter_events_total{kind="compliance_failure"}'
+        journal_fixture.make_journal(self.journal, self.messages(3))
+        with self.follow() as exporter:  # no --from-beginning: the three entries are history
+            exporter.wait_samples({"nixfleet_log_exporter_journal_lag_seconds": 0})
+            time.sleep(0.2)
+            self.assertEqual(exporter.value(key, 0), 0)
+        result = harness.run("cursor", "--state-file", self.state)
+        self.assertEqual(result.returncode, 0, result.stderr.decode())  # the tail entry's cursor
+        journal_fixture.make_journal(self.journal, self.messages(2))  # logged while stopped
+        with self.follow() as exporter:
+            exporter.wait_value(key, 2)
+            time.sleep(0.2)
+            self.assertEqual(exporter.value(key), 2)
+
     def test_journal_entries_added_while_running_are_counted(self):
         journal_fixture.make_journal(self.journal, self.messages(1))
         with self.follow("--from-beginning") as exporter:
