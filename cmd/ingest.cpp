@@ -52,29 +52,35 @@ void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::
   // relevant_if_json_object in a line that is one).
   const auto deliver = [&](std::size_t begin, std::size_t end, bool candidate, bool screen, bool relevant) {
     const std::string_view text = chomped(begin, end);
+    if (text.size() > max_line_bytes) return oversize_line(text.size());
+    const std::uint64_t order = order_base + offset + end + 1;
+    if (!candidate) return line(text, order);
+    ++pending_lines_;
     std::string_view next;
-    const bool has_next = candidate && text.size() <= max_line_bytes && next_line(end, next);
-    if (text.size() > max_line_bytes) {
-      oversize_line(text.size());
-    } else if (candidate && screen && screen_.screen(text, has_next ? &next : nullptr) != ScreenVerdict::parse) {
-      ++pending_lines_;  // the parser would make nothing of it, and holds no record it could end
-      ++screened_out_;
-    } else if (candidate) {
-      // The scan found it, the screen kept it. A text record it starts is complete when the next
-      // line starts one too: read now, that next line goes back to the scan instead of the parser.
-      ++pending_lines_;
-      const bool alone = has_next && parser_.starts_text_record(next);
-      // The scan read the line with its "\r", if any; the parser reads it without. The needle tests
-      // take a "\r" as the line's end, so the mark would hold, but such a line is left to
-      // may_be_relevant() rather than to that argument.
-      const bool known_relevant = relevant && text.size() == end - begin;
-      record(known_relevant ? parser_.parse_relevant(text, alone)
-             : alone        ? parser_.parse_before_text_record(text)
-                            : parser_.parse(text),
-             order_base + offset + end + 1);
-    } else {
-      line(text, order_base + offset + end + 1);
+    const bool has_next = next_line(end, next);
+    // The scan read the line with its "\r", if any; the parser reads it without. The needle tests
+    // take a "\r" as the line's end, so the mark would hold, but such a line is left to
+    // may_be_relevant() rather than to that argument.
+    const bool known_relevant = relevant && text.size() == end - begin;
+    // A text record it starts is complete when the next line starts one too: read now, that next
+    // line goes back to the scan instead of the parser.
+    int alone = -1;  // not asked yet
+    const auto is_alone = [&] {
+      if (alone < 0) alone = has_next && parser_.starts_text_record(next) ? 1 : 0;
+      return alone == 1;
+    };
+    if (screen && screen_.screen(text, has_next ? &next : nullptr) != ScreenVerdict::parse) {
+      ++screened_out_;  // the parser would make nothing of it, and holds no record it could end
+      return;
     }
+    // A plain text record (not coloured, no quotes or braces) is read in one pass over its bytes.
+    if (known_relevant && !text.empty() && text.front() != '{' && text.front() != '\x1b' && is_alone()) {
+      if (const ParseResult* result = parser_.parse_plain_text_record(text)) return record(*result, order);
+    }
+    record(known_relevant ? parser_.parse_relevant(text, is_alone())
+           : is_alone()   ? parser_.parse_before_text_record(text)
+                          : parser_.parse(text),
+           order);
   };
   std::size_t pos = 0;
   while (pos < block.size()) {

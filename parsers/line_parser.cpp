@@ -353,6 +353,22 @@ struct LineParser::Impl {
     return end();
   }
 
+  const ParseResult* parse_plain_text_record(std::string_view line) {
+    if (holding || !(format == InputFormat::auto_detect || format == InputFormat::text)) return nullptr;
+    text_fields = {};  // scratch: read_text_record() starts the same way
+    if (!parsers::read_plain_text_record(line, text_fields)) return nullptr;
+    // What parse_relevant(line, true) does with it: read_cp_line() finds a text record (no NUL,
+    // no colours, a level), complete at once, with no transport time to fall back on.
+    begin();
+    logged_at.reset();
+    held_fallback_time.reset();
+    json.resolve_nested_json(text_fields, arena);
+    const std::size_t first = out.events.size();
+    parsers::classify(text_fields, out);
+    stamp_log_time(first, line, [&] { return held_fallback_time; });
+    return &end();
+  }
+
   const ParseResult& finish() {
     begin();
     logged_at.reset();
@@ -399,6 +415,9 @@ const ParseResult& LineParser::parse_before_text_record(std::string_view line) {
 }
 const ParseResult& LineParser::parse_relevant(std::string_view line, bool before_text_record) {
   return impl_->parse(line, std::nullopt, before_text_record, true);
+}
+const ParseResult* LineParser::parse_plain_text_record(std::string_view line) {
+  return impl_->parse_plain_text_record(line);
 }
 const ParseResult& LineParser::finish() { return impl_->finish(); }
 bool LineParser::holds_record() const { return impl_->holding; }

@@ -99,6 +99,11 @@ class LineParser {
   // may_be_relevant() accepts, such as one where a scan found a needle that needle_makes_relevant():
   // the line is not searched for its needles again. The same results.
   const ParseResult& parse_relevant(std::string_view line, bool before_text_record);
+  // parse_relevant(line, true) for a plain text record line (parsers::read_plain_text_record())
+  // when the format reads text and no record is held: one pass over the line finds its level,
+  // message and fields, without parse()'s separate searches for NULs, colours and the level, or
+  // its copy of the record. nullptr, having read nothing, for any other line.
+  const ParseResult* parse_plain_text_record(std::string_view line);
   // End of input, or the source caught up with its writer: completes a held text record.
   const ParseResult& finish();
   // A text record is held: the next lines must reach parse(), relevant or not.

@@ -107,9 +107,12 @@ std::size_t find_level(std::string_view line) {
 
 // The message is exactly `message`: it ends the line or a `key=` field follows, so a longer
 // message that merely starts with it ("report received twice, dropping duplicate") is not it.
-bool message_at(std::string_view s, std::string_view message) {
+template <std::size_t N>
+bool message_at(std::string_view s, const char (&spelled)[N]) {
+  constexpr std::size_t kSize = N - 1;
+  const std::string_view message(spelled, kSize);
   if (s.empty() || s.front() != message.front()) return false;  // most candidates, cheaply
-  if (s.size() < message.size() || s.substr(0, message.size()) != message) return false;
+  if (s.size() < kSize || std::memcmp(s.data(), spelled, kSize) != 0) return false;  // inlined: a known size
   if (s.size() == message.size()) return true;
   if (s[message.size()] != ' ') return false;
   std::size_t i = message.size() + 1;
@@ -120,11 +123,14 @@ bool message_at(std::string_view s, std::string_view message) {
 
 // Is one of the event messages at the front of `s` (message_at())? Sets `message` to it.
 bool event_message_at(std::string_view s, std::string_view& message) {
-  for (std::string_view m : {kReportReceived, kGateHeld}) {
-    if (message_at(s, m)) {
-      message = m;
-      return true;
-    }
+  static_assert(kReportReceived == "report received" && kGateHeld == "dispatch: held by fleet-level gate");
+  if (message_at(s, "report received")) {
+    message = kReportReceived;
+    return true;
+  }
+  if (message_at(s, "dispatch: held by fleet-level gate")) {
+    message = kGateHeld;
+    return true;
   }
   return false;
 }
@@ -213,75 +219,190 @@ struct PlainFields {
   std::size_t count = 0;
 };
 
-#if defined(__x86_64__)
-// Masks of 16 bytes: identifier bytes (kIdentBytes), '=', and the bytes that make a line not plain.
-struct PlainMasks16 {
-  unsigned ident, eq, special;
+// Byte classes of a whole plain line, a bit per byte, from one pass: where the plain path finds
+// the level (spaces) and the fields ('=' and identifier bytes). Longer lines take the walk (a
+// 4-64 KiB value is rare, and the walk is linear too).
+struct LineMasks {
+  static constexpr std::size_t kMaxBytes = 4096;
+  static constexpr std::size_t kWords = kMaxBytes / 64;
+  std::size_t size = 0;
+  std::uint64_t ident[kWords];
+  std::uint64_t eq[kWords];
+  std::uint64_t space[kWords];
 };
-inline PlainMasks16 plain_masks16(__m128i x) {
-  const __m128i lower = _mm_or_si128(x, _mm_set1_epi8(0x20));  // bytes >= 0x80 stay negative: no letter
-  const __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(lower, _mm_set1_epi8('a' - 1)), _mm_cmplt_epi8(lower, _mm_set1_epi8('z' + 1)));
-  const __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('0' - 1)), _mm_cmplt_epi8(x, _mm_set1_epi8('9' + 1)));
-  const __m128i other = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('_')), _mm_cmpeq_epi8(x, _mm_set1_epi8('.')));
-  const __m128i special = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')), _mm_cmpeq_epi8(x, _mm_set1_epi8('{')));
-  return {static_cast<unsigned>(_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(letter, digit), other))),
-          static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('=')))),
-          static_cast<unsigned>(_mm_movemask_epi8(special))};
+
+#if defined(__x86_64__)
+// Masks of 32 bytes: identifier bytes (kIdentBytes), '=', ' ', and the bytes that make a line not
+// plain ('"', '{', NUL, ESC). AVX2 only: without it, the walk reads every line (the same fields,
+// found slower).
+struct Masks32 {
+  std::uint32_t ident, eq, space, special;
+};
+// Byte classes by table: a byte's class bits are lo[byte & 15] & hi[byte >> 4], so one pair of
+// shuffles classifies 32 bytes. Bits 0-4: identifier bytes ('.', digits, A-O a-o, P-Z _, p-z);
+// bit 5: ' '; bit 6: NUL or ESC (and VT, DLE, which the same nibbles spell: a line holding one
+// is merely read the slow way); bit 7: '"'. Bytes of 0x80 and above are in no class.
+constexpr std::array<char, 16> kLowNibbleClasses = [] {
+  std::array<char, 16> t{};
+  for (int l = 0; l < 16; ++l) {
+    int bits = 0;
+    if (l == 0xE) bits |= 1;                  // '.'
+    if (l <= 9) bits |= 2;                    // '0'-'9'
+    if (l >= 1) bits |= 4;                    // 'A'-'O', 'a'-'o'
+    if (l <= 0xA || l == 0xF) bits |= 8;      // 'P'-'Z', '_'
+    if (l <= 0xA) bits |= 16;                 // 'p'-'z'
+    if (l == 0) bits |= 32;                   // ' '
+    if (l == 0 || l == 0xB) bits |= 64;       // NUL, ESC
+    if (l == 2) bits |= 128;                  // '"'
+    t[static_cast<std::size_t>(l)] = static_cast<char>(bits);
+  }
+  return t;
+}();
+constexpr std::array<char, 16> kHighNibbleClasses = {
+    64, 64, static_cast<char>(1 | 32 | 128), 2, 4, 8, 4, 16, 0, 0, 0, 0, 0, 0, 0, 0};
+
+// The vectors masks32() needs, made once per line: the compiler would make them again each round.
+struct ClassVectors {
+  __m256i nibble, low, high, ident, special, equals, brace;
+};
+__attribute__((target("avx2"))) inline __m256i table(const std::array<char, 16>& t) {
+  return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t.data())));
 }
+__attribute__((target("avx2"))) inline ClassVectors class_vectors() {
+  return {_mm256_set1_epi8(0x0f), table(kLowNibbleClasses), table(kHighNibbleClasses), _mm256_set1_epi8(0x1f),
+          _mm256_set1_epi8(static_cast<char>(0xc0)), _mm256_set1_epi8('='), _mm256_set1_epi8('{')};
+}
+__attribute__((target("avx2"))) inline Masks32 masks32(const char* p, const ClassVectors& v) {
+  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m256i classes = _mm256_and_si256(_mm256_shuffle_epi8(v.low, _mm256_and_si256(x, v.nibble)),
+                                           _mm256_shuffle_epi8(v.high, _mm256_and_si256(_mm256_srli_epi16(x, 4), v.nibble)));
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i not_ident = _mm256_cmpeq_epi8(_mm256_and_si256(classes, v.ident), zero);
+  const __m256i not_special = _mm256_cmpeq_epi8(_mm256_and_si256(classes, v.special), zero);
+  const __m256i brace = _mm256_cmpeq_epi8(x, v.brace);
+  return {~static_cast<std::uint32_t>(_mm256_movemask_epi8(not_ident)),
+          static_cast<std::uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(x, v.equals))),
+          static_cast<std::uint32_t>(_mm256_movemask_epi8(_mm256_slli_epi16(classes, 2))),  // bit 5: ' '
+          ~static_cast<std::uint32_t>(_mm256_movemask_epi8(not_special)) |
+              static_cast<std::uint32_t>(_mm256_movemask_epi8(brace))};
+}
+
+// Fills `m` for a plain `s`: false at the first '"', '{', NUL or ESC (or VT, DLE: see the
+// tables), or when `s` is longer than LineMasks holds, or without AVX2. Never reads outside `s`:
+// the last partial 32 bytes are loaded ending at its end (or, in a line shorter than that, from a
+// padded copy) and their masks shifted into place.
+__attribute__((target("avx2"))) bool line_masks_avx2(std::string_view s, LineMasks& m) {
+  ClassVectors v = class_vectors();
+  // Opaque to the optimiser, so they stay in registers: GCC 12 otherwise builds each constant
+  // again in every round of the loop (three instructions apiece).
+  __asm__("" : "+x"(v.nibble), "+x"(v.low), "+x"(v.high), "+x"(v.ident), "+x"(v.special), "+x"(v.equals), "+x"(v.brace));
+  const std::size_t n = s.size();
+  m.size = n;
+  // The last 1-32 bytes, from `at`: loaded ending at the line's end (or padded, in a line shorter
+  // than 32 bytes) and shifted into place.
+  const auto last = [&](std::size_t at) __attribute__((target("avx2"))) {
+    const std::size_t left = n - at;
+    if (n < 32) {
+      alignas(32) char padded[32];
+      std::memset(padded, '\x01', sizeof padded);  // in no class (a NUL would be one)
+      std::memcpy(padded, s.data(), n);
+      return masks32(padded, v);
+    }
+    const Masks32 c = masks32(s.data() + n - 32, v);
+    const unsigned before = static_cast<unsigned>(32 - left);  // bytes of the load before `at`
+    return Masks32{c.ident >> before, c.eq >> before, c.space >> before, c.special >> before};
+  };
+  for (std::size_t w = 0; w * 64 < n; ++w) {
+    const std::size_t base = w * 64;
+    Masks32 low, high{};
+    if (n - base >= 64) {
+      low = masks32(s.data() + base, v);
+      high = masks32(s.data() + base + 32, v);
+    } else if (n - base > 32) {
+      low = masks32(s.data() + base, v);
+      high = last(base + 32);
+    } else {
+      low = last(base);
+    }
+    if ((low.special | high.special) != 0) return false;
+    m.ident[w] = low.ident | std::uint64_t{high.ident} << 32;
+    m.eq[w] = low.eq | std::uint64_t{high.eq} << 32;
+    m.space[w] = low.space | std::uint64_t{high.space} << 32;
+  }
+  return true;
+}
+
+bool line_masks(std::string_view s, LineMasks& m) {
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  return avx2 && s.size() <= LineMasks::kMaxBytes && line_masks_avx2(s, m);
+}
+#else
+bool line_masks(std::string_view, LineMasks&) { return false; }
 #endif
 
-bool find_plain_fields(std::string_view s, PlainFields& f) {
+// The first position at or after `from` whose bit is set in `bits` (or clear, with `clear`),
+// else m.size.
+std::size_t next_bit(const LineMasks& m, const std::uint64_t* bits, std::size_t from, bool clear) {
+  for (std::size_t w = from / 64; w * 64 < m.size; ++w) {
+    std::uint64_t word = clear ? ~bits[w] : bits[w];
+    if (w == from / 64) word &= ~0ull << (from % 64);
+    if (word != 0) {
+      const std::size_t at = w * 64 + static_cast<std::size_t>(__builtin_ctzll(word));
+      return at < m.size ? at : m.size;
+    }
+  }
+  return m.size;
+}
+
+// find_level_in_order() from the space mask: the offset just past the level token among the
+// first three, or npos.
+std::size_t level_from_masks(std::string_view s, const LineMasks& m) {
+  std::size_t i = 0;
+  for (int token = 0; token < 3; ++token) {
+    const std::size_t start = next_bit(m, m.space, i, true);  // skip spaces
+    if (start == s.size()) return std::string_view::npos;
+    i = next_bit(m, m.space, start, false);
+    if (i == s.size()) return std::string_view::npos;  // nothing after it (a level needs a space after it)
+    const std::size_t length = i - start;
+    if ((length == 4 || length == 5) && is_level(s.substr(start, length))) return i;
+  }
+  return std::string_view::npos;
+}
+
+// The fields of `rest` = s.substr(from) on a plain line, from the masks of s: every '=' whose
+// name (the run of identifier bytes before it) starts with a letter or '_' after a space. A value
+// runs to the next field's space. Offsets in `f` are of `rest`. False when there are too many.
+// s[from - 1] ... s[from] is the space after the level token, so no name reaches back past it.
+bool plain_fields_from_masks(std::string_view s, const LineMasks& m, std::size_t from, PlainFields& f) {
   f.count = 0;
-#if defined(__x86_64__)
-  if (s.size() > UINT32_MAX) return false;
   const char* const d = s.data();
-  const std::size_t n = s.size();
-  std::uint64_t previous_ident = 0;  // of the block before: a name may begin there
-  for (std::size_t base = 0; base < n; base += 64) {
-    const char* block = d + base;
-    alignas(16) char tail[64];
-    if (n - base < 64) {
-      std::memset(tail, 0, sizeof tail);  // NULs: neither '=', an identifier byte, nor special
-      std::memcpy(tail, block, n - base);
-      block = tail;
-    }
-    std::uint64_t ident = 0, eqs = 0, special = 0;
-    for (int k = 0; k < 4; ++k) {
-      const PlainMasks16 m = plain_masks16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 16 * k)));
-      ident |= static_cast<std::uint64_t>(m.ident) << (16 * k);
-      eqs |= static_cast<std::uint64_t>(m.eq) << (16 * k);
-      special |= static_cast<std::uint64_t>(m.special) << (16 * k);
-    }
-    if (special != 0) return false;
+  for (std::size_t w = from / 64; w * 64 < m.size; ++w) {
+    std::uint64_t eqs = m.eq[w];
+    if (w == from / 64) eqs &= ~0ull << (from % 64);
     for (; eqs != 0; eqs &= eqs - 1) {
       const unsigned bit = static_cast<unsigned>(__builtin_ctzll(eqs));
-      const std::size_t eq = base + bit;
+      const std::size_t eq = w * 64 + bit;
       // The name: the identifier bytes just before the '=', back to the first byte that is not one.
-      const std::uint64_t not_ident_below = bit == 0 ? 0 : ~ident & (~0ull >> (64 - bit));
+      const std::uint64_t not_ident_below = bit == 0 ? 0 : ~m.ident[w] & (~0ull >> (64 - bit));
       std::size_t name;
       if (not_ident_below != 0) {
-        name = base + static_cast<std::size_t>(64 - __builtin_clzll(not_ident_below));
-      } else if (~previous_ident != 0) {
-        name = base - static_cast<std::size_t>(__builtin_clzll(~previous_ident));  // 0 in the first block
+        name = w * 64 + static_cast<std::size_t>(64 - __builtin_clzll(not_ident_below));
+      } else if (w > 0 && ~m.ident[w - 1] != 0) {
+        name = w * 64 - static_cast<std::size_t>(__builtin_clzll(~m.ident[w - 1]));
       } else {
         name = eq;
         while (name > 0 && is_ident_byte(d[name - 1])) --name;  // a name of more than 64 bytes
       }
-      if (name == eq || name == 0 || d[name - 1] != ' ') continue;
+      if (name == eq || name <= from || d[name - 1] != ' ') continue;
       const char c = d[name];
       if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_')) continue;
       if (f.count == PlainFields::kMax) return false;
-      f.space[f.count] = static_cast<std::uint32_t>(name - 1);
-      f.eq[f.count] = static_cast<std::uint32_t>(eq);
+      f.space[f.count] = static_cast<std::uint32_t>(name - 1 - from);
+      f.eq[f.count] = static_cast<std::uint32_t>(eq - from);
       ++f.count;
     }
-    previous_ident = ident;
   }
   return true;
-#else
-  (void)s;
-  return false;
-#endif
 }
 
 // find_event_message() on a plain line: the candidates are the message start and each ": "
@@ -332,7 +453,9 @@ std::size_t json_object_end(std::string_view s, std::size_t start) {
 // only when their value is a JSON object.
 std::optional<std::string_view>* slot_of(EventFields& f, std::string_view name, bool is_json_object,
                                          bool& identifier) {
-  const auto is = [&](std::string_view known) { return name == known; };
+  // The switch has matched the length: a compare of a known size, which the compiler inlines
+  // (string_view's == calls memcmp, on every field of every line read).
+  const auto is = [&]<std::size_t N>(const char (&known)[N]) { return std::memcmp(name.data(), known, N - 1) == 0; };
   identifier = false;
   switch (name.size()) {
     case 4:
@@ -460,6 +583,25 @@ void scan_plain_build_info(std::string_view rest, const PlainFields& f, EventFie
   }
 }
 
+// The message and fields of a plain line's `rest` (after its level), from its fields.
+void read_plain_fields(std::string_view rest, const PlainFields& plain, EventFields& fields) {
+  std::string_view message;
+  const std::size_t at = find_plain_event_message(rest, plain, message);
+  if (at == std::string_view::npos) {
+    scan_plain_build_info(rest, plain, fields);
+  } else {
+    fields.message = message;
+    scan_plain_fields(rest, plain, at + message.size(), fields);
+  }
+}
+
+// The fields of line.substr(level_end) when the line is plain (no '"', '{', NUL or ESC anywhere
+// in it); false otherwise, or when there are too many, or without AVX2: the walk then reads it.
+bool plain_fields(std::string_view line, std::size_t level_end, PlainFields& plain) {
+  LineMasks masks;
+  return line_masks(line, masks) && plain_fields_from_masks(line, masks, level_end, plain);
+}
+
 }  // namespace
 
 bool is_text_record_start(std::string_view line) { return find_level(line) != std::string_view::npos; }
@@ -495,14 +637,8 @@ ShapeStatus read_text(std::string_view line, EventFields& fields, Arena& arena, 
   if (level_end == std::string_view::npos) return ShapeStatus::not_this;
   const std::string_view rest = line.substr(level_end);
   std::string_view message;
-  if (PlainFields plain; plain_path && find_plain_fields(rest, plain)) {
-    const std::size_t at = find_plain_event_message(rest, plain, message);
-    if (at == std::string_view::npos) {
-      scan_plain_build_info(rest, plain, fields);
-    } else {
-      fields.message = message;
-      scan_plain_fields(rest, plain, at + message.size(), fields);
-    }
+  if (PlainFields plain; plain_path && plain_fields(line, level_end, plain)) {
+    read_plain_fields(rest, plain, fields);
     return ShapeStatus::fields;
   }
   // Only a line that spells an event message can have one: most lines do not, and finding the
@@ -530,10 +666,24 @@ ShapeStatus read_text_line_by_walk(std::string_view line, EventFields& fields, A
 
 std::optional<ShapeStatus> read_text_line_if_plain(std::string_view line, EventFields& fields, Arena& arena) {
   const std::size_t level_end = find_level(line);
-  if (PlainFields plain; level_end == std::string_view::npos || !find_plain_fields(line.substr(level_end), plain)) {
+  if (PlainFields plain; level_end == std::string_view::npos || !plain_fields(line, level_end, plain)) {
     return std::nullopt;
   }
   return read_text(line, fields, arena, true, level_end);
+}
+
+bool read_plain_text_record(std::string_view line, EventFields& fields) {
+  // What read_cp_line() would trim (a NUL fails the masks).
+  if (line.empty() || line.front() == '\x1e' || line.front() == ' ' || line.front() == '\t') return false;
+  LineMasks masks;
+  if (!line_masks(line, masks)) return false;
+  // find_level() finds the same level token (its first search, of the first three tokens): the
+  // syslog-prefixed lines it finds a level in otherwise are left to the general path.
+  const std::size_t level_end = level_from_masks(line, masks);
+  PlainFields plain;
+  if (level_end == std::string_view::npos || !plain_fields_from_masks(line, masks, level_end, plain)) return false;
+  read_plain_fields(line.substr(level_end), plain, fields);
+  return true;
 }
 
 }  // namespace nle::parsers

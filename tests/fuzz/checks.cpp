@@ -131,6 +131,24 @@ void check_text_reader_paths(std::string_view line) {
   }
 }
 
+// A plain text record line read in one pass (LineParser::parse_plain_text_record(), replay's way
+// with a candidate the screen kept) gives what parse_relevant(line, true) gives.
+void check_one_pass_reading(InputFormat format, std::string_view line) {
+  static LineParser one_pass[] = {LineParser(InputFormat::auto_detect), LineParser(InputFormat::json),
+                                  LineParser(InputFormat::text), LineParser(InputFormat::journald)};
+  static LineParser reference[] = {LineParser(InputFormat::auto_detect), LineParser(InputFormat::json),
+                                   LineParser(InputFormat::text), LineParser(InputFormat::journald)};
+  LineParser& fast = one_pass[static_cast<std::size_t>(format)];
+  LineParser& slow = reference[static_cast<std::size_t>(format)];
+  const ParseResult* read = fast.parse_plain_text_record(line);
+  if (read == nullptr) return;
+  const Outcome got = checked_outcome(*read);
+  require(!fast.holds_record(), "a one-pass reading left a record held");
+  const Outcome expected = checked_outcome(slow.parse_relevant(line, true));
+  (void)slow.finish();
+  require(got == expected, "a plain text record read in one pass counts other than parse_relevant()");
+}
+
 void check_line_parser(InputFormat format, std::string_view input) {
   // One parser per format for every input (building one costs more than most inputs), each
   // input ending with finish(); starts_record() must leave no state behind, so it gets its own.
@@ -150,6 +168,7 @@ void check_line_parser(InputFormat format, std::string_view input) {
     const bool relevant = may_be_relevant(line);
     if (relevant) require(holds_a_needle(line), "may_be_relevant() accepts a line without a relevance needle");
     if (format == InputFormat::text) check_text_reader_paths(line);
+    if (relevant) check_one_pass_reading(format, line);
     const bool held = parser.holds_record();
     if (!held) check_screen(format, screen, line, i + 1 < lines.size() ? &lines[i + 1] : nullptr);
     touch(find_journal_cursor(line));
