@@ -255,7 +255,7 @@ TEST_CASE("a text line is turned away only when the next line is known to start 
 }
 
 TEST_CASE("a text report spelling a counting token anywhere, or a version field after its message, is kept") {
-  // Every position of short and long bodies: the byte pass looks at 16 starts a round in place
+  // Every position of short and long bodies: the byte pass looks at 32 (or 16) starts a round in place
   // and at the last few dozen bytes from a padded copy, so each seam is crossed.
   CandidateScreen screen;
   const std::string_view tower = kTowerText;
