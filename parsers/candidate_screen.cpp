@@ -493,7 +493,9 @@ constexpr std::string_view kSpacedVersion = " version=";
 // ` version=` outside span braces (the text reader's build-info scan counts braces the same way:
 // quotes aside, a `}` never takes the depth below 0). The three strings share a 'v', rare in
 // text lines, so one memchr walk over the 'v's finds them all.
-bool text_body_may_count(std::string_view body) {
+// `report_at`: where `report received` first is, when that is what it found (else npos).
+bool text_body_may_count(std::string_view body, std::size_t& report_at) {
+  report_at = std::string_view::npos;
   constexpr std::size_t kReportV = 12;  // "report received"[12] == 'v'
   constexpr std::size_t kGateV = 26;    // "dispatch: held by fleet-level gate"[26] == 'v'
   const auto spells = [&](std::size_t v, std::string_view word, std::size_t offset) {
@@ -506,7 +508,12 @@ bool text_body_may_count(std::string_view body) {
     if (hit == nullptr) return false;
     const std::size_t v = static_cast<std::size_t>(static_cast<const char*>(hit) - body.data());
     from = v + 1;
-    if (spells(v, parsers::kReportReceived, kReportV) || spells(v, parsers::kGateHeld, kGateV)) return true;
+    // The first 'v' that spells the message is that of its first occurrence.
+    if (spells(v, parsers::kReportReceived, kReportV)) {
+      report_at = v - kReportV;
+      return true;
+    }
+    if (spells(v, parsers::kGateHeld, kGateV)) return true;
     if (!spells(v, kSpacedVersion, 1)) continue;
     for (; counted < v - 1; ++counted) {
       if (body[counted] == '{') ++depth;
@@ -625,8 +632,10 @@ TextReportTokens text_report_tokens(std::string_view body) {
 // event value (none is spelled, and no escape could spell one once decoded), no gate-held message
 // and no ` version=` it would read (after the message every field is read; before it, only one
 // outside span braces would be). Conservative: whatever it does not prove goes to the parser.
-bool text_report_is_quiet(std::string_view body) {
-  const std::size_t report = parsers::find_bytes(body, parsers::kReportReceived);
+// `report_at`: the first `report received` of the body if the caller knows it, else npos.
+bool text_report_is_quiet(std::string_view body, std::size_t report_at) {
+  const std::size_t report =
+      report_at != std::string_view::npos ? report_at : parsers::find_bytes(body, parsers::kReportReceived);
   if (report == std::string_view::npos) return false;
   const TextReportTokens tokens = text_report_tokens(body);
   if (tokens.counting) return false;
@@ -679,8 +688,8 @@ struct CandidateScreen::Impl {
     if (body == std::string_view::npos) return ScreenVerdict::parse;  // a continuation: the parser decides
     // What the text reader reads (read_text_line): the body after the level token.
     ScreenVerdict verdict = ScreenVerdict::text_no_event;
-    if (text_body_may_count(text.substr(body))) {
-      if (!text_report_is_quiet(text.substr(body))) return ScreenVerdict::parse;
+    if (std::size_t report_at; text_body_may_count(text.substr(body), report_at)) {
+      if (!text_report_is_quiet(text.substr(body), report_at)) return ScreenVerdict::parse;
       verdict = ScreenVerdict::text_quiet_report;
     }
     // The next line must start a record, so that this one is read alone.
