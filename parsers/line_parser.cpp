@@ -226,13 +226,18 @@ struct LineParser::Impl {
   void read_text_record(std::string_view text, std::size_t body = std::string_view::npos) {
     text_fields = {};
     if (parsers::read_text_line(text, text_fields, arena, body) == ShapeStatus::fields) {
-      json.resolve_nested_json(text_fields, arena);
-      const std::size_t first = out.events.size();
-      parsers::classify(text_fields, out);
-      stamp_log_time(first, text, [&] { return held_fallback_time; });
+      classify_text_record(text);
     } else if (has_event_message(text)) {
       skip(SkipReason::unrecognised);
     }
+  }
+
+  // The events and build info of the text record `text`, whose fields are in text_fields.
+  void classify_text_record(std::string_view text) {
+    json.resolve_nested_json(text_fields, arena);
+    const std::size_t first = out.events.size();
+    parsers::classify(text_fields, out);
+    stamp_log_time(first, text, [&] { return held_fallback_time; });
   }
 
   // One CP line: tracing JSON, or a line of a text record. `inside_journald` is true for a
@@ -362,10 +367,7 @@ struct LineParser::Impl {
     begin();
     logged_at.reset();
     held_fallback_time.reset();
-    json.resolve_nested_json(text_fields, arena);
-    const std::size_t first = out.events.size();
-    parsers::classify(text_fields, out);
-    stamp_log_time(first, line, [&] { return held_fallback_time; });
+    classify_text_record(line);
     return &end();
   }
 
