@@ -98,12 +98,12 @@ std::string_view strip_ansi(std::string_view line, Arena& arena);
 // `body`: text_record_body(line) when the caller has it already, else npos.
 ShapeStatus read_text_line(std::string_view line, EventFields& fields, Arena& arena,
                            std::size_t body = std::string_view::npos);
-// The same without its fast path for plain lines (no '"', no '{'), which finds all fields in one
-// pass: the walk from each value to the next field that reads every line. For the differential
-// tests of the fast path.
+// The same without its fast path for plain lines (no '"', '{', NUL or ESC; up to 4 KiB), which
+// finds all fields in one pass: the walk from each value to the next field that reads every line.
+// For the differential tests of the fast path.
 ShapeStatus read_text_line_by_walk(std::string_view line, EventFields& fields, Arena& arena);
-// read_text_line() when its fast path reads `line` (a plain record line, on x86-64), else nullopt:
-// so that the differential test knows which lines it compared on that path.
+// read_text_line() when its fast path reads `line` (a plain record line, on a CPU with AVX2),
+// else nullopt: so that the differential test knows which lines it compared on that path.
 std::optional<ShapeStatus> read_text_line_if_plain(std::string_view line, EventFields& fields, Arena& arena);
 // A plain text record line read in one pass over its bytes (on a CPU with AVX2): a line of at
 // most 4 KiB with no NUL, ESC, '"' or '{', not starting with a blank, whose level token is among

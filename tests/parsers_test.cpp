@@ -928,11 +928,14 @@ TEST_CASE("the text reader's plain-line path reads every field as the walk does"
   }
 #if defined(__x86_64__)
   // Most lines took the fast path (the rest hold a quote or a brace), many of them with a message;
-  // a good share of the relevant ones were read in one pass, and some of those counted.
-  CHECK(read_plain > 20000);
-  CHECK(with_message_plain > 4000);
-  CHECK(read_in_one_pass > 4000);
-  CHECK(counted_in_one_pass > 1000);
+  // a good share of the relevant ones were read in one pass, and some of those counted. The fast
+  // path needs AVX2 (without it every line takes the walk, and there is nothing to compare).
+  if (__builtin_cpu_supports("avx2")) {
+    CHECK(read_plain > 20000);
+    CHECK(with_message_plain > 4000);
+    CHECK(read_in_one_pass > 4000);
+    CHECK(counted_in_one_pass > 1000);
+  }
 #endif
 }
 
