@@ -106,8 +106,8 @@ ShapeStatus read_text_line_by_walk(std::string_view line, EventFields& fields, A
 // else nullopt: so that the differential test knows which lines it compared on that path.
 std::optional<ShapeStatus> read_text_line_if_plain(std::string_view line, EventFields& fields, Arena& arena);
 // A plain text record line read in one pass over its bytes (on a CPU with AVX2): a line of at
-// most 4 KiB with no NUL, ESC, '"' or '{', not starting with a blank, whose level token is among
-// its first three tokens and that has at most 64 fields. Fills `fields` exactly as
+// most 4 KiB with no NUL, ESC, '"' or '{', not starting with a blank, that starts a record
+// (text_record_body() finds its level) and has at most 64 fields. Fills `fields` exactly as
 // read_text_line() would and returns true; false, with `fields` untouched, for any other line.
 bool read_plain_text_record(std::string_view line, EventFields& fields);
 

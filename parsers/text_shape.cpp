@@ -220,27 +220,26 @@ struct PlainFields {
 };
 
 // Byte classes of a whole plain line, a bit per byte, from one pass: where the plain path finds
-// the level (spaces) and the fields ('=' and identifier bytes). Longer lines take the walk (a
-// 4-64 KiB value is rare, and the walk is linear too).
+// the fields ('=' and identifier bytes). Longer lines take the walk (a 4-64 KiB value is rare,
+// and the walk is linear too).
 struct LineMasks {
   static constexpr std::size_t kMaxBytes = 4096;
   static constexpr std::size_t kWords = kMaxBytes / 64;
   std::size_t size = 0;
   std::uint64_t ident[kWords];
   std::uint64_t eq[kWords];
-  std::uint64_t space[kWords];
 };
 
 #if defined(__x86_64__)
-// Masks of 32 bytes: identifier bytes (kIdentBytes), '=', ' ', and the bytes that make a line not
+// Masks of 32 bytes: identifier bytes (kIdentBytes), '=', and the bytes that make a line not
 // plain ('"', '{', NUL, ESC). AVX2 only: without it, the walk reads every line (the same fields,
 // found slower).
 struct Masks32 {
-  std::uint32_t ident, eq, space, special;
+  std::uint32_t ident, eq, special;
 };
 // Byte classes by table: a byte's class bits are lo[byte & 15] & hi[byte >> 4], so one pair of
 // shuffles classifies 32 bytes. Bits 0-4: identifier bytes ('.', digits, A-O a-o, P-Z _, p-z);
-// bit 5: ' '; bit 6: NUL or ESC (and VT, DLE, which the same nibbles spell: a line holding one
+// bit 6: NUL or ESC (and VT, DLE, which the same nibbles spell: a line holding one
 // is merely read the slow way); bit 7: '"'. Bytes of 0x80 and above are in no class.
 constexpr std::array<char, 16> kLowNibbleClasses = [] {
   std::array<char, 16> t{};
@@ -251,7 +250,6 @@ constexpr std::array<char, 16> kLowNibbleClasses = [] {
     if (l >= 1) bits |= 4;                    // 'A'-'O', 'a'-'o'
     if (l <= 0xA || l == 0xF) bits |= 8;      // 'P'-'Z', '_'
     if (l <= 0xA) bits |= 16;                 // 'p'-'z'
-    if (l == 0) bits |= 32;                   // ' '
     if (l == 0 || l == 0xB) bits |= 64;       // NUL, ESC
     if (l == 2) bits |= 128;                  // '"'
     t[static_cast<std::size_t>(l)] = static_cast<char>(bits);
@@ -259,7 +257,7 @@ constexpr std::array<char, 16> kLowNibbleClasses = [] {
   return t;
 }();
 constexpr std::array<char, 16> kHighNibbleClasses = {
-    64, 64, static_cast<char>(1 | 32 | 128), 2, 4, 8, 4, 16, 0, 0, 0, 0, 0, 0, 0, 0};
+    64, 64, static_cast<char>(1 | 128), 2, 4, 8, 4, 16, 0, 0, 0, 0, 0, 0, 0, 0};
 
 // The vectors masks32() needs, made once per line: the compiler would make them again each round.
 struct ClassVectors {
@@ -282,7 +280,6 @@ __attribute__((target("avx2"))) inline Masks32 masks32(const char* p, const Clas
   const __m256i brace = _mm256_cmpeq_epi8(x, v.brace);
   return {~static_cast<std::uint32_t>(_mm256_movemask_epi8(not_ident)),
           static_cast<std::uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(x, v.equals))),
-          static_cast<std::uint32_t>(_mm256_movemask_epi8(_mm256_slli_epi16(classes, 2))),  // bit 5: ' '
           ~static_cast<std::uint32_t>(_mm256_movemask_epi8(not_special)) |
               static_cast<std::uint32_t>(_mm256_movemask_epi8(brace))};
 }
@@ -310,7 +307,7 @@ __attribute__((target("avx2"))) bool line_masks_avx2(std::string_view s, LineMas
     }
     const Masks32 c = masks32(s.data() + n - 32, v);
     const unsigned before = static_cast<unsigned>(32 - left);  // bytes of the load before `at`
-    return Masks32{c.ident >> before, c.eq >> before, c.space >> before, c.special >> before};
+    return Masks32{c.ident >> before, c.eq >> before, c.special >> before};
   };
   for (std::size_t w = 0; w * 64 < n; ++w) {
     const std::size_t base = w * 64;
@@ -327,7 +324,6 @@ __attribute__((target("avx2"))) bool line_masks_avx2(std::string_view s, LineMas
     if ((low.special | high.special) != 0) return false;
     m.ident[w] = low.ident | std::uint64_t{high.ident} << 32;
     m.eq[w] = low.eq | std::uint64_t{high.eq} << 32;
-    m.space[w] = low.space | std::uint64_t{high.space} << 32;
   }
   return true;
 }
@@ -339,35 +335,6 @@ bool line_masks(std::string_view s, LineMasks& m) {
 #else
 bool line_masks(std::string_view, LineMasks&) { return false; }
 #endif
-
-// The first position at or after `from` whose bit is set in `bits` (or clear, with `clear`),
-// else m.size.
-std::size_t next_bit(const LineMasks& m, const std::uint64_t* bits, std::size_t from, bool clear) {
-  for (std::size_t w = from / 64; w * 64 < m.size; ++w) {
-    std::uint64_t word = clear ? ~bits[w] : bits[w];
-    if (w == from / 64) word &= ~0ull << (from % 64);
-    if (word != 0) {
-      const std::size_t at = w * 64 + static_cast<std::size_t>(__builtin_ctzll(word));
-      return at < m.size ? at : m.size;
-    }
-  }
-  return m.size;
-}
-
-// find_level_in_order() from the space mask: the offset just past the level token among the
-// first three, or npos.
-std::size_t level_from_masks(std::string_view s, const LineMasks& m) {
-  std::size_t i = 0;
-  for (int token = 0; token < 3; ++token) {
-    const std::size_t start = next_bit(m, m.space, i, true);  // skip spaces
-    if (start == s.size()) return std::string_view::npos;
-    i = next_bit(m, m.space, start, false);
-    if (i == s.size()) return std::string_view::npos;  // nothing after it (a level needs a space after it)
-    const std::size_t length = i - start;
-    if ((length == 4 || length == 5) && is_level(s.substr(start, length))) return i;
-  }
-  return std::string_view::npos;
-}
 
 // The fields of `rest` = s.substr(from) on a plain line, from the masks of s: every '=' whose
 // name (the run of identifier bytes before it) starts with a letter or '_' after a space. A value
@@ -677,9 +644,7 @@ bool read_plain_text_record(std::string_view line, EventFields& fields) {
   if (line.empty() || line.front() == '\x1e' || line.front() == ' ' || line.front() == '\t') return false;
   LineMasks masks;
   if (!line_masks(line, masks)) return false;
-  // find_level() finds the same level token (its first search, of the first three tokens): the
-  // syslog-prefixed lines it finds a level in otherwise are left to the general path.
-  const std::size_t level_end = level_from_masks(line, masks);
+  const std::size_t level_end = find_level(line);  // as text_record_body() finds it
   PlainFields plain;
   if (level_end == std::string_view::npos || !plain_fields_from_masks(line, masks, level_end, plain)) return false;
   read_plain_fields(line.substr(level_end), plain, fields);
