@@ -1,6 +1,7 @@
 #include "tests/fuzz/checks.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <tuple>
@@ -131,13 +132,18 @@ void check_text_reader_paths(std::string_view line) {
   }
 }
 
+// One T per input format, indexed by it: parsers and screens are built once per fuzz target
+// (building one costs more than most inputs).
+template <class T>
+std::array<T, 4> one_per_format() {
+  return {T(InputFormat::auto_detect), T(InputFormat::json), T(InputFormat::text), T(InputFormat::journald)};
+}
+
 // A plain text record line read in one pass (LineParser::parse_plain_text_record(), replay's way
 // with a candidate the screen kept) gives what parse_relevant(line, true) gives.
 void check_one_pass_reading(InputFormat format, std::string_view line) {
-  static LineParser one_pass[] = {LineParser(InputFormat::auto_detect), LineParser(InputFormat::json),
-                                  LineParser(InputFormat::text), LineParser(InputFormat::journald)};
-  static LineParser reference[] = {LineParser(InputFormat::auto_detect), LineParser(InputFormat::json),
-                                   LineParser(InputFormat::text), LineParser(InputFormat::journald)};
+  static std::array<LineParser, 4> one_pass = one_per_format<LineParser>();
+  static std::array<LineParser, 4> reference = one_per_format<LineParser>();
   LineParser& fast = one_pass[static_cast<std::size_t>(format)];
   LineParser& slow = reference[static_cast<std::size_t>(format)];
   const ParseResult* read = fast.parse_plain_text_record(line);
@@ -150,16 +156,13 @@ void check_one_pass_reading(InputFormat format, std::string_view line) {
 }
 
 void check_line_parser(InputFormat format, std::string_view input) {
-  // One parser per format for every input (building one costs more than most inputs), each
-  // input ending with finish(); starts_record() must leave no state behind, so it gets its own.
-  static LineParser parsers[] = {LineParser(InputFormat::auto_detect), LineParser(InputFormat::json),
-                                 LineParser(InputFormat::text), LineParser(InputFormat::journald)};
-  static LineParser probes[] = {LineParser(InputFormat::auto_detect), LineParser(InputFormat::json),
-                                LineParser(InputFormat::text), LineParser(InputFormat::journald)};
+  // One parser per format for every input, each input ending with finish(); starts_record() must
+  // leave no state behind, so it gets its own.
+  static std::array<LineParser, 4> parsers = one_per_format<LineParser>();
+  static std::array<LineParser, 4> probes = one_per_format<LineParser>();
   LineParser& parser = parsers[static_cast<std::size_t>(format)];
   LineParser& probe = probes[static_cast<std::size_t>(format)];
-  static CandidateScreen screens[] = {CandidateScreen(InputFormat::auto_detect), CandidateScreen(InputFormat::json),
-                                      CandidateScreen(InputFormat::text), CandidateScreen(InputFormat::journald)};
+  static std::array<CandidateScreen, 4> screens = one_per_format<CandidateScreen>();
   CandidateScreen& screen = screens[static_cast<std::size_t>(format)];
   (void)parser.finish();  // after an input that broke a property mid-way
   const std::vector<std::string_view> lines = split_lines(input);
