@@ -369,6 +369,10 @@ class WebTest(unittest.TestCase):
 
     def test_pipelined_requests_are_answered_in_order(self):
         _, port = self.start()
+        # "serving metrics" is logged before the sample log is read; /-/ready answers 503 until
+        # then, which a slow (sanitizer) build can still be doing when the requests arrive.
+        harness.wait_for(lambda: harness.http_get(f"http://127.0.0.1:{port}/-/ready", timeout=1)[0] == 200,
+                         timeout=15, message="/-/ready")
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             s.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n"
                       b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
