@@ -418,6 +418,10 @@ class WebTest(unittest.TestCase):
     def test_every_listen_address_is_served(self):
         ports = [harness.free_port(), harness.free_port()]
         self.start(addresses=[f"127.0.0.1:{p}" for p in ports])
+        # start() waits for the first "serving metrics" line only; the next is logged just after.
+        for p in ports:
+            harness.wait_for(lambda p=p: f"url=http://127.0.0.1:{p}/metrics" in self.stderr(), timeout=15,
+                             message=f"the serving metrics line for port {p}")
         for p in ports:
             self.assertIn(f"url=http://127.0.0.1:{p}/metrics", self.stderr())
             self.assertEqual(harness.http_get(f"http://127.0.0.1:{p}/metrics")[0], 200)
