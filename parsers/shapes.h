@@ -92,6 +92,9 @@ inline bool contains_bytes(std::string_view haystack, std::string_view needle) {
 
 // Removes ANSI SGR/CSI escape sequences (ESC '[' params final-byte); other bytes are kept.
 std::string_view strip_ansi(std::string_view line, Arena& arena);
+// The same by a walk from escape to escape, without the AVX2 rounds strip_ansi() takes where it
+// can: for the differential tests.
+std::string_view strip_ansi_by_walk(std::string_view line, Arena& arena);
 
 // Tracing fmt text: `[TIMESTAMP] LEVEL [spans: ][target: ]message key=value ...`, optionally
 // behind a syslog prefix (`journalctl -o short`). Views point into `line` or `arena`.

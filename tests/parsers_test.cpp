@@ -939,6 +939,34 @@ TEST_CASE("the text reader's plain-line path reads every field as the walk does"
 #endif
 }
 
+TEST_CASE("colours are removed in AVX2 rounds exactly as by the walk from escape to escape") {
+  // Lines built from tracing's colours, other CSI sequences, sequences cut short and bytes that
+  // look like parts of one, in every alignment to the 32-byte rounds and up to the line's end.
+  const std::vector<std::string> pieces = {
+      "\x1b[2m", "\x1b[0m", "\x1b[32m", "\x1b[1m", "\x1b[3m", "\x1b[38;5;208m", "\x1b[1;31m", "\x1b[ q",
+      "\x1b[?25h", "\x1b[K", "\x1b[", "\x1b", "\x1b[9", "\x1b[99", "\x1b[123m", "\x1b]0;t\x07", "\x1b\x1b[2m",
+      "[", "m", "0", "42", "9m", "report received", " hostname=", "web-07", "=", " ", "\xc3\xa9", std::string(1, '\0'),
+      "2026-11-20T08:14:03.511203Z", std::string(40, 'x')};
+  std::mt19937 rng(20261203);
+  const auto pick = [&](std::size_t n) { return static_cast<std::size_t>(rng() % n); };
+  std::size_t removed_some = 0;
+  for (int round = 0; round < 20000; ++round) {
+    std::string line;
+    const std::size_t count = pick(40);
+    for (std::size_t k = 0; k < count; ++k) line += pieces[pick(pieces.size())];
+    if (pick(3) == 0) line.resize(pick(line.size() + 1));  // cut anywhere, mid-sequence too
+    nle::parsers::Arena arena;
+    const std::string_view walked = nle::parsers::strip_ansi_by_walk(line, arena);
+    INFO("[" << line << "]");
+    REQUIRE(nle::parsers::strip_ansi(line, arena) == walked);
+    removed_some += walked.size() < line.size() ? 1 : 0;
+  }
+  CHECK(removed_some > 10000);
+  nle::parsers::Arena arena;
+  CHECK(nle::parsers::strip_ansi("\x1b[2m2026\x1b[0m \x1b[32m INFO\x1b[0m a\x1b[38;5;1mb\x1b[", arena) ==
+        "2026  INFO ab\x1b[");
+}
+
 namespace {
 
 bool is_json_blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }

@@ -117,7 +117,8 @@ void check_screen(InputFormat format, CandidateScreen& screen, std::string_view 
   require(both == outcomes_of(format, {*next}), "a line the screen turned away changed what the next line counts");
 }
 
-// The text reader's fast path for plain lines reads what its walk reads (parsers/shapes.h).
+// The text reader's fast path for plain lines reads what its walk reads, and strip_ansi() removes
+// what its walk removes (parsers/shapes.h).
 void check_text_reader_paths(std::string_view line) {
   parsers::Arena arena;
   parsers::EventFields fast, walked;
@@ -130,6 +131,8 @@ void check_text_reader_paths(std::string_view line) {
                     &parsers::EventFields::details_json, &parsers::EventFields::report_json}) {
     require(fast.*slot == walked.*slot, "the text reader's plain path and walk read a field differently");
   }
+  require(parsers::strip_ansi(line, arena) == parsers::strip_ansi_by_walk(line, arena),
+          "colour removal in AVX2 rounds and by the walk differ");
 }
 
 // One T per input format, indexed by it: parsers and screens are built once per fuzz target
