@@ -441,7 +441,22 @@ class WebTest(unittest.TestCase):
         status = harness.wait_for(lambda: harness.http_get(f"http://127.0.0.1:{port}/metrics", timeout=5)[0],
                                   timeout=20, message="a scrape through the activated socket")
         self.assertEqual(status, 200)
-        self.assertIn("systemd", stderr_path.read_text(errors="replace"))
+        # The exporter's own logfmt lines, not systemd-socket-activate's "Execing ... --web.systemd-socket"
+        # line (which also says "systemd"): it says it serves the passed sockets, and the URL it serves
+        # is the activated port, not the ignored --web.listen-address. Polled: the exporter logs these
+        # just after its server starts, so a scrape can be answered before they reach stderr.
+        expected = [
+            re.compile(r'^ts=\S+ level=info msg="serving on the sockets systemd passed, not on listen addresses"$',
+                       re.MULTILINE),
+            re.compile(rf'^ts=\S+ level=info msg="serving metrics" url=http://127\.0\.0\.1:{port}/metrics version=\S+$',
+                       re.MULTILINE),
+        ]
+        try:
+            harness.wait_for(lambda: all(p.search(stderr_path.read_text(errors="replace")) for p in expected),
+                             timeout=10, message="the exporter's lines about serving the passed socket")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\nstderr:\n{stderr_path.read_text(errors='replace')}") from None
+        self.assertNotIn("127.0.0.1:1/metrics", stderr_path.read_text(errors="replace"))
 
     def test_systemd_socket_without_sockets_exits_2_with_the_toolkits_message(self):
         env = {k: v for k, v in os.environ.items() if k not in ("LISTEN_FDS", "LISTEN_PID")}
