@@ -48,6 +48,8 @@ void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::
     next = chomped(end + 1, static_cast<std::size_t>(static_cast<const char*>(nl) - block.data()));
     return next.size() <= max_line_bytes;
   };
+  // Where the `next` of the last screened line begins in this block (npos: none).
+  std::size_t screened_next_begin = std::string_view::npos;
   // `relevant`: a candidate whose needle made it relevant (Candidate::relevant, or
   // relevant_if_json_object in a line that is one).
   const auto deliver = [&](std::size_t begin, std::size_t end, bool candidate, bool screen, bool relevant) {
@@ -69,9 +71,13 @@ void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::
       if (alone < 0) alone = has_next && parser_.starts_text_record(next) ? 1 : 0;
       return alone == 1;
     };
-    if (screen && screen_.screen(text, has_next ? &next : nullptr) != ScreenVerdict::parse) {
-      ++screened_out_;  // the parser would make nothing of it, and holds no record it could end
-      return;
+    if (screen) {
+      const bool line_was_next = begin == screened_next_begin;
+      screened_next_begin = has_next ? end + 1 : std::string_view::npos;
+      if (screen_.screen(text, has_next ? &next : nullptr, line_was_next) != ScreenVerdict::parse) {
+        ++screened_out_;  // the parser would make nothing of it, and holds no record it could end
+        return;
+      }
     }
     // A plain text record (not coloured, no quotes or braces) is read in one pass over its bytes.
     if (known_relevant && !text.empty() && text.front() != '{' && text.front() != '\x1b' && is_alone()) {

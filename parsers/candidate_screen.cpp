@@ -677,14 +677,35 @@ struct CandidateScreen::Impl {
     return line;
   }
 
-  ScreenVerdict screen_text(std::string_view line, std::string_view next) {
+  // What screen_text() read of the last `next` that holds no NUL and no ESC: the text it reads
+  // (trimmed) and where that text's record body begins (npos: none). When consecutive lines are
+  // both candidates (about half the lines of a busy CP's text log), the same bytes come back as
+  // `line` of the following call, which then needs neither search again.
+  struct PlainLineReading {
+    const char* data = nullptr;  // the line as given, to recognise it
+    std::size_t size = 0;
+    std::string_view text;
+    std::size_t body = std::string_view::npos;
+  };
+  PlainLineReading next_reading;
+
+  ScreenVerdict screen_text(std::string_view line, std::string_view next, bool line_was_next) {
     arena.reset();
-    if (std::memchr(line.data(), '\0', line.size()) != nullptr || std::memchr(next.data(), '\0', next.size()) != nullptr) {
-      return ScreenVerdict::parse;
+    PlainLineReading known;
+    if (line_was_next && next_reading.data == line.data() && next_reading.size == line.size()) known = next_reading;
+    next_reading = {};
+    std::string_view text;
+    std::size_t body;
+    if (known.data != nullptr) {
+      text = known.text;
+      body = known.body;
+    } else {
+      if (std::memchr(line.data(), '\0', line.size()) != nullptr) return ScreenVerdict::parse;
+      text = as_text(line);
+      if (text.empty() || text.front() == '{') return ScreenVerdict::parse;
+      body = parsers::text_record_body(text);
     }
-    const std::string_view text = as_text(line);
-    if (text.empty() || text.front() == '{') return ScreenVerdict::parse;
-    const std::size_t body = parsers::text_record_body(text);
+    if (std::memchr(next.data(), '\0', next.size()) != nullptr) return ScreenVerdict::parse;
     if (body == std::string_view::npos) return ScreenVerdict::parse;  // a continuation: the parser decides
     // What the text reader reads (read_text_line): the body after the level token.
     ScreenVerdict verdict = ScreenVerdict::text_no_event;
@@ -693,7 +714,17 @@ struct CandidateScreen::Impl {
       verdict = ScreenVerdict::text_quiet_report;
     }
     // The next line must start a record, so that this one is read alone.
-    return starts_text_record(next) ? verdict : ScreenVerdict::parse;
+    return next_starts_text_record(next) ? verdict : ScreenVerdict::parse;
+  }
+
+  // starts_text_record() of `next` (known to hold no NUL), keeping what it read of a plain one.
+  bool next_starts_text_record(std::string_view next) {
+    if (std::memchr(next.data(), '\x1b', next.size()) != nullptr) return starts_text_record(next);
+    const std::string_view text = parsers::trim_front(next);
+    if (text.empty() || text.front() == '{') return false;
+    const std::size_t body = parsers::text_record_body(text);
+    next_reading = {next.data(), next.size(), text, body};
+    return body != std::string_view::npos;
   }
 
   // Does `line` start a text record, as the parser reads it?
@@ -708,10 +739,11 @@ struct CandidateScreen::Impl {
     return ok;
   }
 
-  ScreenVerdict screen(std::string_view line, const std::string_view* next) {
+  ScreenVerdict screen(std::string_view line, const std::string_view* next, bool line_was_next) {
     const bool json = format == InputFormat::auto_detect || format == InputFormat::json;
     const bool text = format == InputFormat::auto_detect || format == InputFormat::text;
-    if (text && next != nullptr && !line.empty() && line.front() != '{') return screen_text(line, *next);
+    if (text && next != nullptr && !line.empty() && line.front() != '{') return screen_text(line, *next, line_was_next);
+    next_reading = {};
     if (!json) return ScreenVerdict::parse;
     if (line.size() < 32 || line.back() != '}') return ScreenVerdict::parse;  // not JSON, or truncated
     const Head head = read_head(line);
@@ -741,8 +773,8 @@ CandidateScreen::~CandidateScreen() = default;
 CandidateScreen::CandidateScreen(CandidateScreen&&) noexcept = default;
 CandidateScreen& CandidateScreen::operator=(CandidateScreen&&) noexcept = default;
 
-ScreenVerdict CandidateScreen::screen(std::string_view line, const std::string_view* next) {
-  return impl_->screen(line, next);
+ScreenVerdict CandidateScreen::screen(std::string_view line, const std::string_view* next, bool line_was_next) {
+  return impl_->screen(line, next, line_was_next);
 }
 
 }  // namespace nle

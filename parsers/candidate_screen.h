@@ -63,7 +63,9 @@ class CandidateScreen {
   // `next` is the line after it, if it is known and will reach the parser next (not oversize).
   // Anything but `parse` means LineParser::parse(line), and then whatever parse(next) adds for
   // `line`, would give no event, no build info and no skip reason.
-  ScreenVerdict screen(std::string_view line, const std::string_view* next = nullptr);
+  // `line_was_next`: `line` is the `next` of the previous call, the same bytes where they were
+  // then; what that call read of it is not read again.
+  ScreenVerdict screen(std::string_view line, const std::string_view* next = nullptr, bool line_was_next = false);
 
  private:
   struct Impl;

@@ -104,8 +104,9 @@ std::vector<Outcome> outcomes_of(InputFormat format, std::initializer_list<std::
 
 // The candidate screen's promise (parsers/candidate_screen.h): a line it turns away, read before
 // the line after it, changes nothing that the parser makes of the two.
-void check_screen(InputFormat format, CandidateScreen& screen, std::string_view line, const std::string_view* next) {
-  if (screen.screen(line, next) == ScreenVerdict::parse) return;
+void check_screen(InputFormat format, CandidateScreen& screen, std::string_view line, const std::string_view* next,
+                  bool line_was_next) {
+  if (screen.screen(line, next, line_was_next) == ScreenVerdict::parse) return;
   if (next == nullptr) {
     const std::vector<Outcome> got = outcomes_of(format, {line});
     require(got[0] == Outcome{} && got[1] == Outcome{}, "the screen turned away a line the parser counts");
@@ -169,6 +170,7 @@ void check_line_parser(InputFormat format, std::string_view input) {
   CandidateScreen& screen = screens[static_cast<std::size_t>(format)];
   (void)parser.finish();  // after an input that broke a property mid-way
   const std::vector<std::string_view> lines = split_lines(input);
+  bool screened_with_next = false;  // the last line screened was screened with the one after it
   for (std::size_t i = 0; i < lines.size(); ++i) {
     const std::string_view line = lines[i];
     const bool relevant = may_be_relevant(line);
@@ -176,7 +178,10 @@ void check_line_parser(InputFormat format, std::string_view input) {
     if (format == InputFormat::text) check_text_reader_paths(line);
     if (relevant) check_one_pass_reading(format, line);
     const bool held = parser.holds_record();
-    if (!held) check_screen(format, screen, line, i + 1 < lines.size() ? &lines[i + 1] : nullptr);
+    // As replay screens them: each line told whether it was the last screened line's `next`.
+    const bool line_was_next = screened_with_next && !held;
+    screened_with_next = !held && i + 1 < lines.size();
+    if (!held) check_screen(format, screen, line, i + 1 < lines.size() ? &lines[i + 1] : nullptr, line_was_next);
     touch(find_journal_cursor(line));
     (void)probe.starts_record(line);
     const Outcome outcome = checked_outcome(parser.parse(line));
