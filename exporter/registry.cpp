@@ -528,7 +528,9 @@ struct Registry::Impl {
                        "per family.",
                        {"family"}, kUncapped),
         truncations("nixfleet_log_exporter_truncations",
-                    "Times a followed file shrank and was read again from its start.", {}, kUncapped),
+                    "Times a followed file was truncated (it shrank, or was written again from its start) and "
+                    "read again from its start.",
+                    {}, kUncapped),
         rotations("nixfleet_log_exporter_rotations",
                   "Times a followed file was replaced by a new one (log rotation) and the new one opened.", {},
                   kUncapped),

@@ -1040,7 +1040,7 @@ nixfleet_log_exporter_lines_skipped_total{reason="unrecognised"} 0
 nixfleet_log_exporter_rotations_total 0
 # HELP nixfleet_log_exporter_series_dropped_total Events not counted because their new label set would exceed the per-family series cap, per family.
 # TYPE nixfleet_log_exporter_series_dropped_total counter
-# HELP nixfleet_log_exporter_truncations_total Times a followed file shrank and was read again from its start.
+# HELP nixfleet_log_exporter_truncations_total Times a followed file was truncated (it shrank, or was written again from its start) and read again from its start.
 # TYPE nixfleet_log_exporter_truncations_total counter
 nixfleet_log_exporter_truncations_total 0
 # HELP nixfleet_runtime_gate_error_events_total RuntimeGateError reports received.
