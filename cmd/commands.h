@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "exporter/exposition.h"
@@ -42,6 +43,8 @@ struct ReplayConfig {
   // --step: OpenMetrics with the CP's counters sampled at every multiple of `step` of log time
   // (the time each line says it was logged), for backfilling; 0: the counters at the end.
   std::chrono::milliseconds step{0};
+  // --label: NAME=VALUE pairs every --step series carries (each checked by check_extra_label()).
+  std::vector<std::pair<std::string, std::string>> step_labels;
 };
 
 // Reads every input to its end, prints the exposition on stdout and a summary on stderr.

@@ -9,6 +9,7 @@
 #include "cmd/allocator.h"
 #include "cmd/commands.h"
 #include "exporter/registry.h"
+#include "exporter/step_sampler.h"
 
 namespace {
 
@@ -97,12 +98,24 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0u, 256u))
       ->capture_default_str();
   std::string step;
-  replay->add_option("--step", step,
-                     "Print OpenMetrics for backfilling: the CP's counters at every multiple of this much log time "
-                     "(e.g. 1m), timestamped")
-      ->check([](const std::string& text) { return parse_duration(text) ? std::string() : std::string("not a duration"); })
-      ->excludes(replay->get_option("--output-format"))
-      ->excludes(threads_option);
+  CLI::Option* step_option =
+      replay->add_option("--step", step,
+                         "Print OpenMetrics for backfilling: the CP's counters at every multiple of this much log time "
+                         "(e.g. 1m), timestamped")
+          ->check([](const std::string& text) { return parse_duration(text) ? std::string() : std::string("not a duration"); })
+          ->excludes(replay->get_option("--output-format"))
+          ->excludes(threads_option);
+  std::vector<std::string> step_labels;
+  replay->add_option("--label", step_labels,
+                     "NAME=VALUE: a label every --step series carries, such as the job and instance Prometheus gives "
+                     "the scraped ones (repeatable)")
+      ->allow_extra_args(false)  // one label per flag: what follows is an input
+      ->check([](const std::string& spec) {
+        const std::size_t eq = spec.find('=');
+        if (eq == std::string::npos) return std::string("not NAME=VALUE");
+        return nle::check_extra_label(std::string_view(spec).substr(0, eq), std::string_view(spec).substr(eq + 1));
+      })
+      ->needs(step_option);
   bool progress = false;
   bool quiet = false;
   CLI::Option* progress_flag =
@@ -187,6 +200,10 @@ int main(int argc, char** argv) {
                       : progress ? nle::ReplayProgress::always
                                  : nle::ReplayProgress::automatic;
     if (!step.empty()) config.step = *parse_duration(step);
+    for (const std::string& spec : step_labels) {
+      const std::size_t eq = spec.find('=');
+      config.step_labels.emplace_back(spec.substr(0, eq), spec.substr(eq + 1));
+    }
     return nle::run_replay(config);
   }
   if (cursor->parsed()) return nle::run_cursor(cursor_state_file);

@@ -516,6 +516,25 @@ std::uint64_t total_input_bytes(const std::vector<std::string>& inputs) {
   return total;
 }
 
+// Why --label's pairs cannot all be added to every series: a name given twice, or one that a
+// counter family has as its own label (the series would have it twice). "" when they can.
+std::string step_label_problem(const std::vector<std::pair<std::string, std::string>>& labels, const Registry& registry) {
+  const Snapshot families = registry.snapshot();  // every family, with or without series
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    const std::string& name = labels[i].first;
+    for (std::size_t j = 0; j < i; ++j) {
+      if (labels[j].first == name) return "label " + name + " given twice";
+    }
+    for (const Family& family : families) {
+      if (family.type != MetricType::counter) continue;
+      for (const std::string& own : family.label_names) {
+        if (own == name) return "label " + name + " is already a label of " + family.name + "_total";
+      }
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 int run_replay(const ReplayConfig& config) {
@@ -534,6 +553,11 @@ int run_replay(const ReplayConfig& config) {
   else store = std::make_unique<MemoryStepPointStore>();  // stays empty
   StepSamplerOptions sampler_options;
   sampler_options.step_micros = std::max<std::int64_t>(1, static_cast<std::int64_t>(config.step.count()) * 1000);
+  sampler_options.extra_labels = config.step_labels;
+  if (const std::string problem = step_label_problem(config.step_labels, registry); !problem.empty()) {
+    std::fprintf(stderr, "nixfleet-log-exporter: --label: %s\n", problem.c_str());
+    return kExitUsage;
+  }
   StepSampler sampler(sampler_options, *store);
   StepClock clock(sampler_options.step_micros, registry, ingester, sampler, config.ingest.input_format);
   if (!store->error().empty()) {

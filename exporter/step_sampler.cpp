@@ -20,6 +20,19 @@ bool MemoryStepPointStore::read(const std::function<void(std::span<const StepPoi
   return true;
 }
 
+std::string check_extra_label(std::string_view name, std::string_view value) {
+  const auto letter = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
+  const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (name.empty() || !letter(name.front()) ||
+      !std::all_of(name.begin(), name.end(), [&](char c) { return letter(c) || digit(c); })) {
+    return "\"" + std::string(name) + "\" is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)";
+  }
+  if (name.starts_with("__")) return "label names starting with __ are reserved to Prometheus";
+  if (value.empty()) return "label " + std::string(name) + " has an empty value, which Prometheus reads as no label";
+  if (!is_valid_utf8(value)) return "the value of label " + std::string(name) + " is not valid UTF-8";
+  return {};
+}
+
 std::string format_timestamp_seconds(std::int64_t micros) {
   if (micros < 0) return "-" + format_timestamp_seconds(-micros);
   std::string out = std::to_string(micros / 1'000'000);
@@ -107,14 +120,22 @@ struct StepSampler::Impl {
   // One series at every step from its first to the last boundary; `points` are its changes.
   void render_series(std::string& out, const SeriesInfo& info, const std::vector<StepPoint>& points) {
     const FamilyInfo& family = families[info.family];
+    // The family's labels and the extra ones, in name order as every exposition of ours has them.
+    std::vector<std::pair<std::string_view, std::string_view>> labels;
+    for (std::size_t i = 0; i < family.label_names.size(); ++i) {
+      labels.emplace_back(family.label_names[i],
+                          i < info.label_values.size() ? std::string_view(info.label_values[i]) : std::string_view());
+    }
+    for (const auto& [name, value] : options.extra_labels) labels.emplace_back(name, value);
+    std::sort(labels.begin(), labels.end());
     std::string prefix = family.name + "_total";
-    if (!family.label_names.empty()) {
+    if (!labels.empty()) {
       prefix += '{';
-      for (std::size_t i = 0; i < family.label_names.size(); ++i) {
+      for (std::size_t i = 0; i < labels.size(); ++i) {
         if (i > 0) prefix += ',';
-        prefix += family.label_names[i];
+        prefix += labels[i].first;
         prefix += "=\"";
-        if (i < info.label_values.size()) prefix += escape_label_value(info.label_values[i]);
+        prefix += escape_label_value(labels[i].second);
         prefix += '"';
       }
       prefix += '}';

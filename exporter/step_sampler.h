@@ -19,6 +19,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "exporter/snapshot.h"
@@ -60,6 +61,10 @@ struct StepSamplerOptions {
   // Points held in memory at once while rendering (16 bytes each); more means more passes over
   // the store, never more memory.
   std::size_t render_budget_points = std::size_t{4} << 20;
+  // Labels added to every series, such as the `job` and `instance` Prometheus gives the scraped
+  // ones (so that rules and dashboards select the history too): names valid (check_extra_label())
+  // and none a family's own label.
+  std::vector<std::pair<std::string, std::string>> extra_labels;
 };
 
 class StepSampler {
@@ -91,6 +96,11 @@ class StepSampler {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Why `name`=`value` cannot be a label added to every series: "" when it can. A Prometheus label
+// name ([a-zA-Z_][a-zA-Z0-9_]*, not the reserved __ prefix) and a value that is valid UTF-8 and not
+// empty (an empty value is no label to Prometheus).
+std::string check_extra_label(std::string_view name, std::string_view value);
 
 // Unix seconds of a microsecond time as OpenMetrics writes a timestamp: "1795162440",
 // "1795162443.5112".

@@ -1250,7 +1250,7 @@ std::string render_steps(StepSampler& sampler) {
 
 TEST_CASE("step samples render every series at every step, series by series, ending in EOF") {
   MemoryStepPointStore store;
-  StepSampler sampler(StepSamplerOptions{kMinute, 1 << 20}, store);
+  StepSampler sampler(StepSamplerOptions{kMinute, 1 << 20, {}}, store);
   REQUIRE(sampler.sample(kT0, gate_counts({{"b", 1}})));
   // Nothing sampled for two minutes: those steps keep the values of kT0.
   REQUIRE(sampler.sample(kT0 + 3 * kMinute, gate_counts({{"b", 4}, {"a", 2}})));
@@ -1274,7 +1274,7 @@ TEST_CASE("step samples render every series at every step, series by series, end
 TEST_CASE("step rendering under a tiny memory budget reads the store again and writes the same") {
   const auto run = [](std::size_t budget) {
     MemoryStepPointStore store;
-    StepSampler sampler(StepSamplerOptions{kMinute, budget}, store);
+    StepSampler sampler(StepSamplerOptions{kMinute, budget, {}}, store);
     for (int step = 0; step < 20; ++step) {
       std::vector<std::pair<std::string, double>> gates;
       for (int gate = 0; gate < 7; ++gate) {
@@ -1289,6 +1289,32 @@ TEST_CASE("step rendering under a tiny memory budget reads the store again and w
   CHECK(whole == run(5));
   // Every series' samples are contiguous and in time order (OpenMetrics), 20 - gate of them.
   CHECK(std::count(whole.begin(), whole.end(), '\n') == 4 + (20 + 19 + 18 + 17 + 16 + 15 + 14) + 1);
+}
+
+TEST_CASE("step samples carry the extra labels on every series, in name order with the family's") {
+  MemoryStepPointStore store;
+  StepSampler sampler(StepSamplerOptions{kMinute, 1 << 20, {{"job", "nixfleet-cp-log"}, {"instance", "cp:9761"}, {"zone", "a\"b"}}},
+                      store);
+  REQUIRE(sampler.sample(kT0, gate_counts({{"b", 1}})));
+  CHECK(render_steps(sampler) ==
+        "# HELP e Nothing yet.\n"
+        "# TYPE e counter\n"
+        "# HELP g Held \\\"dispatches\\\".\n"
+        "# TYPE g counter\n"
+        "g_total{gate=\"b\",instance=\"cp:9761\",job=\"nixfleet-cp-log\",zone=\"a\\\"b\"} 1 1795162440\n"
+        "# EOF\n");
+}
+
+TEST_CASE("an extra label needs a Prometheus label name and a non-empty UTF-8 value") {
+  CHECK(nle::check_extra_label("job", "nixfleet-cp-log").empty());
+  CHECK(nle::check_extra_label("_a1", "x").empty());
+  CHECK(nle::check_extra_label("instance", "k\xc3\xb6ln:9761").empty());
+  CHECK(nle::check_extra_label("", "x") == "\"\" is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)");
+  CHECK_FALSE(nle::check_extra_label("1job", "x").empty());
+  CHECK_FALSE(nle::check_extra_label("jo-b", "x").empty());
+  CHECK(nle::check_extra_label("__name__", "x") == "label names starting with __ are reserved to Prometheus");
+  CHECK(nle::check_extra_label("job", "") == "label job has an empty value, which Prometheus reads as no label");
+  CHECK(nle::check_extra_label("job", "\xff") == "the value of label job is not valid UTF-8");
 }
 
 TEST_CASE("an empty sampler renders only EOF") {

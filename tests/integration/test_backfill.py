@@ -109,6 +109,17 @@ class BackfillTest(unittest.TestCase):
                               "target": "report"}).encode() + b"\n")
         return data + tail
 
+    def serve_history(self, openmetrics: bytes) -> str:
+        """promtool's blocks of `openmetrics`, served by a real Prometheus: its base URL."""
+        history = self.tmp / "history.om"
+        history.write_bytes(openmetrics)
+        blocks = self.tmp / "data"
+        created = subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", history, blocks],
+                                 capture_output=True, timeout=300)
+        self.assertEqual(created.returncode, 0, created.stdout + created.stderr)
+        return harness.start_prometheus(self, self.tmp, "scrape_configs: []\n",
+                                        f"--storage.tsdb.path={blocks}", "--storage.tsdb.retention.time=100y")
+
     def step_samples(self, log_text, *args):
         log = self.tmp / "small.log"
         log.write_text(log_text)
@@ -177,6 +188,58 @@ class BackfillTest(unittest.TestCase):
                 result = harness.run("replay", *step, *args, harness.TESTDATA / "golden" / "json.log")
                 self.assertEqual(result.returncode, 2, result.stderr)
 
+    def test_labels_given_are_on_every_series_and_change_nothing_else(self):
+        log = ("2026-11-20T08:00:10Z  INFO dispatch: dispatch: held by fleet-level gate gate=a\n"
+               "2026-11-20T08:00:50Z  INFO report: report received hostname=web-1 event=compliance-failure "
+               "control_id=CIS-1\n"
+               "2026-11-20T08:01:30Z  INFO report: report received hostname=web-1 event=runtime-gate-error\n")
+        plain = self.step_samples(log, "--step", "1m")
+        labelled = self.step_samples(log, "--step", "1m", "--label", "job=nixfleet-cp-log",
+                                     "--label", "instance=cp:9761")
+        self.assertEqual(len(labelled), len(plain))
+        added = re.compile(r'(,?)instance="cp:9761",job="nixfleet-cp-log"(,?)')
+        for (key, stamp), value in labelled.items():
+            with self.subTest(key=key):
+                self.assertIn('instance="cp:9761",job="nixfleet-cp-log"', key)
+                # The same sample without them (a family with no labels of its own keeps no braces).
+                bare = added.sub(lambda m: "," if m.group(1) and m.group(2) else "", key).replace("{}", "")
+                self.assertEqual(plain[(bare, stamp)], value)
+
+    def test_a_bad_label_is_a_usage_error_that_says_why(self):
+        cases = {
+            ("--label", "job=x"): "--label requires --step",
+            ("--step", "1m", "--label", "gate=x"): "label gate is already a label of nixfleet_gate_block_total",
+            ("--step", "1m", "--label", "job=a", "--label", "job=b"): "label job given twice",
+            ("--step", "1m", "--label", "x-y=1"): '"x-y" is not a label name',
+            ("--step", "1m", "--label", "job"): "not NAME=VALUE",
+            ("--step", "1m", "--label", "job="): "label job has an empty value",
+            ("--step", "1m", "--label", "__name__=x"): "label names starting with __ are reserved",
+        }
+        for args, message in cases.items():
+            with self.subTest(args=args):
+                result = harness.run("replay", *args, harness.TESTDATA / "golden" / "text.log")
+                self.assertEqual(result.returncode, 2, result.stderr)
+                self.assertEqual(result.stdout, b"")
+                self.assertIn(message, result.stderr.decode())
+
+    def test_backfilled_series_with_job_and_instance_answer_the_selectors_scraped_ones_do(self):
+        log = self.tmp / "cp.log"
+        log.write_text("2026-11-20T08:00:10Z  INFO dispatch: dispatch: held by fleet-level gate gate=quarantine\n"
+                       "2026-11-20T08:00:20Z  INFO report: report received hostname=web-1 event=compliance-failure "
+                       "control_id=CIS-1\n"
+                       "2026-11-20T08:03:00Z  INFO dispatch: dispatch: held by fleet-level gate gate=quarantine\n")
+        result = harness.run("replay", "--step", "1m", "--label", "job=nixfleet-cp-log", "--label", "instance=cp:9761",
+                             log)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        base = self.serve_history(result.stdout)
+        at = datetime.datetime(2026, 11, 20, 8, 3, tzinfo=datetime.timezone.utc).timestamp()
+        # The selectors of the shipped dashboard and rules: by job (and instance).
+        gate = harness.prometheus_query(base, 'nixfleet_gate_block_total{job="nixfleet-cp-log",gate="quarantine"}', at=at)
+        self.assertEqual([(m["instance"], v) for m, v in gate], [("cp:9761", 2.0)])
+        failures = harness.prometheus_query(
+            base, 'sum by (job, instance) (nixfleet_compliance_failure_events_total{job=~"nixfleet-cp-log"})', at=at)
+        self.assertEqual(failures, [({"job": "nixfleet-cp-log", "instance": "cp:9761"}, 1.0)])
+
     def test_prometheus_serves_backfilled_blocks_with_the_counts_of_the_log_cut_at_each_instant(self):
         log = self.tmp / "cp.log"
         data = self.make_log()
@@ -185,16 +248,8 @@ class BackfillTest(unittest.TestCase):
 
         result = harness.run("replay", "--step", "1s", log, timeout=120)
         self.assertEqual(result.returncode, 0, result.stderr)
-        history = self.tmp / "history.om"
-        history.write_bytes(result.stdout)
         self.assertTrue(result.stdout.endswith(b"# EOF\n"))
-        blocks = self.tmp / "data"
-        created = subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", history, blocks],
-                                 capture_output=True, timeout=300)
-        self.assertEqual(created.returncode, 0, created.stdout + created.stderr)
-
-        base = harness.start_prometheus(self, self.tmp, "scrape_configs: []\n",
-                                        f"--storage.tsdb.path={blocks}", "--storage.tsdb.retention.time=100y")
+        base = self.serve_history(result.stdout)
         stamps = [stamp for stamp in map(logged_at, lines) if stamp is not None]
         # One instant inside the generated part; one in the quiet gap, 10 minutes after its last
         # line: more than Prometheus' 5-minute lookback, so only a sample at every step answers.
