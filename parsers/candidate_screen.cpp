@@ -720,9 +720,8 @@ struct CandidateScreen::Impl {
   // starts_text_record() of `next` (known to hold no NUL), keeping what it read of a plain one.
   bool next_starts_text_record(std::string_view next) {
     if (std::memchr(next.data(), '\x1b', next.size()) != nullptr) return starts_text_record(next);
-    const std::string_view text = parsers::trim_front(next);
-    if (text.empty() || text.front() == '{') return false;
-    const std::size_t body = parsers::text_record_body(text);
+    std::string_view text;
+    const std::size_t body = parsers::plain_text_record_body(next, text);
     next_reading = {next.data(), next.size(), text, body};
     return body != std::string_view::npos;
   }

@@ -125,6 +125,10 @@ std::size_t text_record_body(std::string_view line);
 // finds it (a level token where tracing puts it)? False for a line that reads as JSON either way.
 // Stripped text goes to `arena`.
 bool text_starts_record(std::string_view line, Arena& arena);
+// The same for a line with no ESC, saying more: `text` is what the text reader reads of it
+// (trimmed), and the result is text_record_body(text), or npos when the line starts no record
+// (also when `text` is empty or reads as JSON).
+std::size_t plain_text_record_body(std::string_view line, std::string_view& text);
 
 // Decodes a value printed by Rust's Debug for str: `"..."` with \" \\ \n \r \t \0 \' \u{...}.
 // `quoted` starts at the opening quote; returns the decoded value and sets `consumed` to the

@@ -575,6 +575,12 @@ bool is_text_record_start(std::string_view line) { return find_level(line) != st
 
 std::size_t text_record_body(std::string_view line) { return find_level(line); }
 
+std::size_t plain_text_record_body(std::string_view line, std::string_view& text) {
+  text = trim_front(line);
+  if (text.empty() || text.front() == '{') return std::string_view::npos;
+  return text_record_body(text);
+}
+
 bool text_starts_record(std::string_view line, Arena& arena) {
   // The level token sits near the start, so a long coloured line is first stripped only in part:
   // up to the first escape left in that part (where a sequence was cut, or a lone one), the part
@@ -583,7 +589,10 @@ bool text_starts_record(std::string_view line, Arena& arena) {
   // level take ~52 bytes; a syslog prefix before them more.
   line = trim_front(line);
   const void* first_escape = std::memchr(line.data(), '\x1b', line.size());
-  if (first_escape == nullptr) return !line.empty() && line.front() != '{' && is_text_record_start(line);
+  if (first_escape == nullptr) {
+    std::string_view text;
+    return plain_text_record_body(line, text) != std::string_view::npos;
+  }
   const auto escape_at = static_cast<std::size_t>(static_cast<const char*>(first_escape) - line.data());
   for (const std::size_t part_size : {std::size_t{80}, std::size_t{192}}) {
     if (line.size() <= part_size || escape_at >= part_size) break;
