@@ -649,8 +649,8 @@ std::optional<ShapeStatus> read_text_line_if_plain(std::string_view line, EventF
 }
 
 bool read_plain_text_record(std::string_view line, EventFields& fields) {
-  // What read_cp_line() would trim (a NUL fails the masks).
-  if (line.empty() || line.front() == '\x1e' || line.front() == ' ' || line.front() == '\t') return false;
+  if (line.empty() || trim_front(line).size() != line.size()) return false;  // read_cp_line() would trim it
+  // The masks first: they turn away a line that is not plain before the level is looked for.
   LineMasks masks;
   if (!line_masks(line, masks)) return false;
   const std::size_t level_end = find_level(line);  // as text_record_body() finds it

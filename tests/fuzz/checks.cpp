@@ -179,7 +179,7 @@ void check_line_parser(InputFormat format, std::string_view input) {
     if (relevant) check_one_pass_reading(format, line);
     const bool held = parser.holds_record();
     // As replay screens them: each line told whether it was the last screened line's `next`.
-    const bool line_was_next = screened_with_next && !held;
+    const bool line_was_next = screened_with_next;
     screened_with_next = !held && i + 1 < lines.size();
     if (!held) check_screen(format, screen, line, i + 1 < lines.size() ? &lines[i + 1] : nullptr, line_was_next);
     touch(find_journal_cursor(line));
