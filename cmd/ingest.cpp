@@ -88,36 +88,76 @@ void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::
                           : parser_.parse(text),
            order);
   };
-  std::size_t pos = 0;
-  while (pos < block.size()) {
-    if (parser_.holds_record()) {
-      // Each line after a held record must reach the parser, relevant or not.
-      const void* nl = std::memchr(block.data() + pos, '\n', block.size() - pos);
-      const std::size_t end = nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - block.data()) : block.size();
-      deliver(pos, end, false, false, false);
-      pos = end + 1;
-      continue;
+  const auto read_block = [&] {
+    std::size_t pos = 0;
+    while (pos < block.size()) {
+      if (parser_.holds_record()) {
+        // Each line after a held record must reach the parser, relevant or not.
+        const void* nl = std::memchr(block.data() + pos, '\n', block.size() - pos);
+        const std::size_t end = nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - block.data()) : block.size();
+        deliver(pos, end, false, false, false);
+        pos = end + 1;
+        continue;
+      }
+      const Candidate c = find_candidate(block, pos, max_line_bytes);
+      pending_lines_ += c.lines_before;
+      if (!c.found) break;
+      ++candidates_;
+      // A tracing JSON line spelling a counting value is nearly always a counting report (a text
+      // line's report is found by its message first, and the text screen is cheap on the others).
+      const bool skip_screen = c.counting_value && block[c.line_begin] == '{';
+      const bool relevant =
+          c.relevant ||
+          (c.relevant_if_json_object && may_hold_byte_array(block.substr(c.line_begin, c.line_end - c.line_begin)));
+      deliver(c.line_begin, c.line_end, true, screening_ && !skip_screen, relevant);
+      pos = c.line_end + 1;
     }
-    const Candidate c = find_candidate(block, pos, max_line_bytes);
-    pending_lines_ += c.lines_before;
-    if (!c.found) break;
-    ++candidates_;
-    // A tracing JSON line spelling a counting value is nearly always a counting report (a text
-    // line's report is found by its message first, and the text screen is cheap on the others).
-    const bool skip_screen = c.counting_value && block[c.line_begin] == '{';
-    const bool relevant =
-        c.relevant ||
-        (c.relevant_if_json_object && may_hold_byte_array(block.substr(c.line_begin, c.line_end - c.line_begin)));
-    deliver(c.line_begin, c.line_end, true, screening_ && !skip_screen, relevant);
-    pos = c.line_end + 1;
+  };
+  in_lines_ = true;
+  try {
+    read_block();
+  } catch (...) {
+    in_lines_ = false;
+    record_batched();
+    throw;
   }
+  in_lines_ = false;
+  record_batched();
 }
 
 void LineIngester::end_of_input(std::uint64_t order) { record(parser_.finish(), order); }
 
+bool LineIngester::batch(const Event& event) {
+  const std::size_t bytes = event.control_id.size() + event.host.size() + event.gate.size() + event.event_id.size();
+  if (bytes > kBatchedValueBytes) return false;
+  if (batched_ == kBatchEvents) record_batched();
+  Event& into = batch_[batched_];
+  char* at = batch_values_[batched_].data();
+  ++batched_;
+  into = event;
+  for (std::string_view* value : {&into.control_id, &into.host, &into.gate, &into.event_id}) {
+    if (!value->empty()) std::memcpy(at, value->data(), value->size());
+    *value = std::string_view(at, value->size());
+    at += value->size();
+  }
+  registry_->prefetch(into);
+  return true;
+}
+
+void LineIngester::record_batched() {
+  if (batched_ == 0) return;
+  registry_->record(std::span<const Event>(batch_.data(), batched_));
+  batched_ = 0;
+}
+
 void LineIngester::record(const ParseResult& result, std::uint64_t order) {
   records_ += result.events.size() + (result.build_info ? 1 : 0);
-  for (const Event& event : result.events) registry_->record(event);
+  for (const Event& event : result.events) {
+    if (!in_lines_ || !batch(event)) {
+      record_batched();  // counted in input order: the latest event names its series' exemplar
+      registry_->record(event);
+    }
+  }
   if (result.build_info) registry_->record_build_info(*result.build_info, order);
   if (result.skipped) registry_->add_skipped(*result.skipped);
 }

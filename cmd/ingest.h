@@ -3,6 +3,7 @@
 // Not thread-safe: one per thread, each with its own registry (or under the caller's lock).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -62,6 +63,20 @@ class LineIngester {
 
  private:
   void record(const ParseResult& result, std::uint64_t order);
+  // Keeps a copy of `event` in the batch (its values too: the parser's buffers are reused by the
+  // next line), counting the batch first when it is full; false when its values do not fit.
+  bool batch(const Event& event);
+  void record_batched();
+
+  // Within lines(), events wait here and are counted together (Registry::record(span)), so that
+  // the memory loads of their series overlap; counted, in input order, before any event that
+  // does not fit and before lines() returns.
+  static constexpr std::size_t kBatchEvents = 16;
+  static constexpr std::size_t kBatchedValueBytes = 240;  // a report's ids and host, with room
+  std::array<Event, kBatchEvents> batch_{};
+  std::array<std::array<char, kBatchedValueBytes>, kBatchEvents> batch_values_{};  // batch_[i]'s
+  std::size_t batched_ = 0;
+  bool in_lines_ = false;
 
   LineParser parser_;
   Registry* registry_;

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -87,6 +88,12 @@ class Registry {
   // kExemplarMaxCodePoints (counted in exemplars_dropped{family="<name>_total"}, once per event).
   // Held exemplars are thus bounded by the same limit.
   void record(const Event& event);
+  // Starts loading what record(event) will read (its series' index slot), so that a later
+  // record(events) holding it waits less on memory. Changes no count; not required.
+  void prefetch(const Event& event) const;
+  // record(event) for each event, in order, with the loads of the whole batch overlapped: for
+  // replay, where the events of many lines are at hand before any is counted.
+  void record(std::span<const Event> events);
   // A CP line carried build info; `order` is its position in the input (the highest wins, a tie
   // goes to the later call). Flags given in RegistryOptions still win.
   void record_build_info(const BuildInfoFields& fields, std::uint64_t order);
