@@ -67,8 +67,9 @@ void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::
     // A text record it starts is complete when the next line starts one too: read now, that next
     // line goes back to the scan instead of the parser.
     int alone = -1;  // not asked yet
+    std::optional<bool> screened_alone;  // what the screen learnt of it, if it screened the line
     const auto is_alone = [&] {
-      if (alone < 0) alone = has_next && parser_.starts_text_record(next) ? 1 : 0;
+      if (alone < 0) alone = has_next && (screened_alone ? *screened_alone : parser_.starts_text_record(next)) ? 1 : 0;
       return alone == 1;
     };
     if (screen) {
@@ -78,6 +79,7 @@ void LineIngester::lines(std::string_view block, std::uint64_t order_base, std::
         ++screened_out_;  // the parser would make nothing of it, and holds no record it could end
         return;
       }
+      if (has_next) screened_alone = screen_.next_starts_text_record();
     }
     // A plain text record (not coloured, no quotes or braces) is read in one pass over its bytes.
     if (known_relevant && !text.empty() && text.front() != '{' && text.front() != '\x1b' && is_alone()) {

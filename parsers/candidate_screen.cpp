@@ -709,22 +709,36 @@ struct CandidateScreen::Impl {
     if (body == std::string_view::npos) return ScreenVerdict::parse;  // a continuation: the parser decides
     // What the text reader reads (read_text_line): the body after the level token.
     ScreenVerdict verdict = ScreenVerdict::text_no_event;
+    bool may_count = false;
     if (std::size_t report_at; text_body_may_count(text.substr(body), report_at)) {
-      if (!text_report_is_quiet(text.substr(body), report_at)) return ScreenVerdict::parse;
+      may_count = !text_report_is_quiet(text.substr(body), report_at);
       verdict = ScreenVerdict::text_quiet_report;
     }
-    // The next line must start a record, so that this one is read alone.
-    return next_starts_text_record(next) ? verdict : ScreenVerdict::parse;
+    // The next line must start a record, so that this one is read alone. Asked also of a line that
+    // goes to the parser: the caller asks the same (next_starts_parser_record()), and what was
+    // read of `next` serves the following call.
+    const bool next_starts = next_starts_text_record(next);
+    return next_starts && !may_count ? verdict : ScreenVerdict::parse;
   }
 
-  // starts_text_record() of `next` (known to hold no NUL), keeping what it read of a plain one.
+  // starts_text_record() of `next` (known to hold no NUL), keeping what it read of a plain one,
+  // and the answer LineParser::starts_text_record(next) gives.
   bool next_starts_text_record(std::string_view next) {
-    if (std::memchr(next.data(), '\x1b', next.size()) != nullptr) return starts_text_record(next);
-    std::string_view text;
-    const std::size_t body = parsers::plain_text_record_body(next, text);
-    next_reading = {next.data(), next.size(), text, body};
-    return body != std::string_view::npos;
+    bool starts;
+    if (std::memchr(next.data(), '\x1b', next.size()) != nullptr) {
+      starts = starts_text_record(next);
+    } else {
+      std::string_view text;
+      const std::size_t body = parsers::plain_text_record_body(next, text);
+      next_reading = {next.data(), next.size(), text, body};
+      starts = body != std::string_view::npos;
+    }
+    const std::string_view trimmed = parsers::trim_front(next);
+    next_starts_parser_record = starts && !trimmed.empty() && trimmed.front() != '{';
+    return starts;
   }
+  // LineParser::starts_text_record() of the last `next`, when screen() found it out.
+  std::optional<bool> next_starts_parser_record;
 
   // Does `line` start a text record, as the parser reads it?
   bool starts_text_record(std::string_view line) { return parsers::text_starts_record(line, arena); }
@@ -739,6 +753,7 @@ struct CandidateScreen::Impl {
   }
 
   ScreenVerdict screen(std::string_view line, const std::string_view* next, bool line_was_next) {
+    next_starts_parser_record.reset();
     const bool json = format == InputFormat::auto_detect || format == InputFormat::json;
     const bool text = format == InputFormat::auto_detect || format == InputFormat::text;
     if (text && next != nullptr && !line.empty() && line.front() != '{') return screen_text(line, *next, line_was_next);
@@ -766,6 +781,8 @@ struct CandidateScreen::Impl {
     return report ? ScreenVerdict::quiet_report : ScreenVerdict::not_an_event;
   }
 };
+
+std::optional<bool> CandidateScreen::next_starts_text_record() const { return impl_->next_starts_parser_record; }
 
 CandidateScreen::CandidateScreen(InputFormat format) : impl_(std::make_unique<Impl>(format)) {}
 CandidateScreen::~CandidateScreen() = default;

@@ -29,6 +29,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
 
@@ -66,6 +67,10 @@ class CandidateScreen {
   // `line_was_next`: `line` is the `next` of the previous call, the same bytes where they were
   // then; what that call read of it is not read again.
   ScreenVerdict screen(std::string_view line, const std::string_view* next = nullptr, bool line_was_next = false);
+  // After screen(line, &next): LineParser::starts_text_record(next), when screen() read that far
+  // (a text `line` it did not turn away for a reason of its own); nullopt otherwise. Spares the
+  // caller reading `next` again to learn whether `line` is a record alone.
+  std::optional<bool> next_starts_text_record() const;
 
  private:
   struct Impl;

@@ -203,6 +203,11 @@ std::vector<std::string> text_corpus() {
       kTowerText,
       std::string("2026-11-20T08:14:03.511203Z DEBUG request{version=HTTP/1.1}: t: x") + std::string(1, '\0'),
       kTowerText,
+      text_report("compliance-failure"),
+      "{x} 2026-11-20T08:14:03.511203Z  INFO t: a text line that begins with a brace",  // no record for the parser
+      text_report("compliance-failure"),
+      "  {x}  INFO t: level after a braced prefix",
+      kTowerText,
   };
   for (const char* file : {"/golden/text.log", "/golden/ansi.log", "/golden/mixed.log", "/golden/labels.log",
                            "/golden/malformed.log", "/real/text.log", "/real/ansi.log", "/real/journald-text.cat",
@@ -220,18 +225,29 @@ TEST_CASE("a text line turned away reads as nothing, and leaves the next line re
   std::vector<std::string> all = lines;
   for (std::string& line : damaged(lines)) all.push_back(std::move(line));
   std::size_t turned_away = 0;
+  std::size_t known_starts = 0, known_not = 0;
+  nle::LineParser parser;
   for (std::size_t i = 0; i + 1 < all.size(); ++i) {
     const std::string_view next = all[i + 1];
     const ScreenVerdict verdict = screen.screen(all[i], &next);
     // Told that the line was the previous call's `next`, a screen reuses what it read of it then:
     // the verdict is the same.
     REQUIRE(reusing.screen(all[i], &next, i > 0) == verdict);
+    // What the screen learnt of `next` is what the parser would say of it.
+    if (const std::optional<bool> starts = screen.next_starts_text_record()) {
+      INFO("then: " << all[i + 1]);
+      REQUIRE(*starts == parser.starts_text_record(next));
+      REQUIRE(reusing.next_starts_text_record() == starts);
+      ++(*starts ? known_starts : known_not);
+    }
     if (verdict == ScreenVerdict::parse) continue;
     ++turned_away;
     INFO(all[i] << "\nthen: " << all[i + 1]);
     REQUIRE(outcome({all[i], next}) == outcome({next}));
   }
   CHECK(turned_away > 50);
+  CHECK(known_starts > 50);
+  CHECK(known_not > 5);
 }
 
 TEST_CASE("a text line is turned away only when the next line is known to start a record") {
