@@ -148,8 +148,9 @@ bool LineIngester::batch(const Event& event) {
 
 void LineIngester::record_batched() {
   if (batched_ == 0) return;
-  registry_->record(std::span<const Event>(batch_.data(), batched_));
-  batched_ = 0;
+  const std::size_t n = batched_;
+  batched_ = 0;  // first: should counting throw, lines()'s handler must not count these again
+  registry_->record(std::span<const Event>(batch_.data(), n));
 }
 
 void LineIngester::record(const ParseResult& result, std::uint64_t order) {

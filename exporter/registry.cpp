@@ -370,7 +370,8 @@ class CounterFamily {
     prefetch_line(&slots_[hash & (slots_.size() - 1)]);
   }
   // Starts loading the series node a lookup of `hash` would find in its first slot, once that slot
-  // is at hand (after prefetch_slot): the node's key, then its counter and exemplar.
+  // is at hand (after prefetch_slot): its two first cache lines, the counter with its exemplar
+  // and the key after them.
   void prefetch_node(std::uint64_t hash) const {
     if (slots_.empty()) return;
     const Slot& slot = slots_[hash & (slots_.size() - 1)];
@@ -530,7 +531,8 @@ Family gauge_family(std::string name, std::string help, std::vector<std::string>
 
 // Families whose labels come from the exporter's own fixed vocabulary (kinds, reasons, family
 // names) cannot grow without bound, so only the others get options.max_series_per_family.
-struct Registry::Impl {
+// Cache-line aligned, as CandidateScreen::Impl: each of replay's threads counts into its own.
+struct alignas(128) Registry::Impl {
   explicit Impl(RegistryOptions registry_options)
       : options(std::move(registry_options)),
         max_label_bytes(std::max(options.max_label_bytes, kMinMaxLabelBytes)),
