@@ -719,8 +719,8 @@ struct alignas(128) CandidateScreen::Impl {
       verdict = ScreenVerdict::text_quiet_report;
     }
     // The next line must start a record, so that this one is read alone. Asked also of a line that
-    // goes to the parser: the caller asks the same (next_starts_parser_record()), and what was
-    // read of `next` serves the following call.
+    // goes to the parser: its caller needs the same answer (CandidateScreen::next_starts_text_record()),
+    // and what was read of `next` serves the following call.
     const bool next_starts = next_starts_text_record(next);
     return next_starts && !may_count ? verdict : ScreenVerdict::parse;
   }
